@@ -1,0 +1,41 @@
+"""Annotated dependency aliases. The request session commits at the edge (after the route)."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.write_path import WriteDispatcher
+from shared.catalog.search import CourseSearch
+from shared.settings import Settings
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        yield session
+        await session.commit()
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _dispatcher(request: Request) -> WriteDispatcher:
+    return request.app.state.dispatcher  # type: ignore[no-any-return]
+
+
+def _search(request: Request) -> CourseSearch:
+    return request.app.state.search  # type: ignore[no-any-return]
+
+
+def _celery(request: Request) -> Celery:
+    return request.app.state.celery  # type: ignore[no-any-return]
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+DispatcherDep = Annotated[WriteDispatcher, Depends(_dispatcher)]
+SearchDep = Annotated[CourseSearch, Depends(_search)]
+CeleryDep = Annotated[Celery, Depends(_celery)]

@@ -1,0 +1,114 @@
+"""One handler per family of error, all rendering the same body:
+{"error": {"code": "...", "message": "...", "details": [{"loc": [...], "code": "...", "message": "..."}]}}
+"""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pymilvus.exceptions import MilvusException
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import CoursewiseError, ErrorDetail
+
+log = logging.getLogger(__name__)
+
+
+class ErrorDetailBody(BaseModel):
+    loc: list[str | int]
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetailBody]
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: list[ErrorDetail] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": [detail.as_dict() for detail in details or []],
+        }
+    }
+    return JSONResponse(status_code=status_code, content=body, headers=headers)
+
+
+def pydantic_details(errors: Any, prefix: tuple[str | int, ...] = ()) -> list[ErrorDetail]:
+    return [
+        ErrorDetail(loc=[*prefix, *error["loc"]], code=error["type"], message=error["msg"])
+        for error in errors
+    ]
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CoursewiseError)
+    async def _domain(_: Request, exc: CoursewiseError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = pydantic_details(exc.errors())
+        return error_response(
+            422, "validation_error", f"The request has {len(details)} invalid value(s).", details
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", exc)
+        return error_response(
+            503,
+            "dependency_unavailable",
+            "PostgreSQL is unavailable; retry shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(MilvusException)
+    async def _milvus(_: Request, exc: MilvusException) -> JSONResponse:
+        log.warning("milvus unavailable: %s", exc)
+        return error_response(
+            503,
+            "dependency_unavailable",
+            "The vector index is unavailable; retry shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "Internal server error.")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "Invalid input: every problem, with its location"},
+    503: {"model": ErrorResponse, "description": "A dependency is unavailable; retry later"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such resource"}
+}

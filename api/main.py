@@ -1,0 +1,66 @@
+"""The FastAPI application: engines and clients are created per process, in the lifespan."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from pymilvus import AsyncMilvusClient
+
+from api.errors import install_error_handlers
+from api.routes import courses, health, search, tasks
+from api.write_path import WriteDispatcher
+from shared.catalog.search import CourseSearch
+from shared.db import create_engine, create_sessionmaker
+from shared.embedding import get_embedder
+from shared.logging import configure_logging
+from shared.messaging import build_celery
+from shared.milvus import client_kwargs
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
+    celery = build_celery(settings)
+    milvus = AsyncMilvusClient(**client_kwargs(settings))
+    embedder = get_embedder(settings)
+    # Load the model before taking traffic, not on the first search.
+    await anyio.to_thread.run_sync(lambda: embedder.model)
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker
+    app.state.celery = celery
+    app.state.milvus = milvus
+    app.state.dispatcher = WriteDispatcher(sessionmaker, celery, settings)
+    app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
+    log.info("api ready")
+    try:
+        yield
+    finally:
+        await milvus.close()
+        celery.close()
+        await engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging()
+    app = FastAPI(
+        title="Coursewise",
+        version="0.1.0",
+        summary="Course catalog with semantic search. Writes are asynchronous (202 + task).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (health, courses, search, tasks):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,141 @@
+"""Course writes (accepted with 202, applied by workers) and reads (answered inline)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query, Request, status
+
+from api.bulk import NDJSON_TYPES, parse_bulk
+from api.deps import DispatcherDep, SearchDep, SessionDep, SettingsDep
+from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
+from shared.catalog.repository import CourseRepository
+from shared.catalog.schemas import (
+    COURSE_ID_PATTERN,
+    CourseFilters,
+    CourseIn,
+    CourseOut,
+    CoursePage,
+    CoursePatch,
+    ScoredCoursePage,
+    course_out,
+)
+from shared.errors import CourseNotFound
+from shared.pagination import decode_cursor, encode_cursor
+from shared.tasks.schemas import TaskAccepted, TaskType
+
+router = APIRouter(prefix="/v1/courses", tags=["courses"])
+
+CourseIdPath = Annotated[str, Path(pattern=COURSE_ID_PATTERN, description="the course id")]
+FiltersQuery = Annotated[CourseFilters, Query()]
+ACCEPTED = {
+    "status_code": status.HTTP_202_ACCEPTED,
+    "response_model": TaskAccepted,
+    "responses": ERROR_RESPONSES,
+}
+
+
+@router.post("", summary="Create or replace a course", **ACCEPTED)
+async def upsert_course(course: CourseIn, dispatcher: DispatcherDep) -> TaskAccepted:
+    return await dispatcher.accept(TaskType.course_upsert, [course.to_record()])
+
+
+@router.post(
+    "/bulk",
+    summary="Create or replace many courses",
+    description=(
+        "A JSON array of up to 1,000 courses (`application/json`), or up to 10,000 courses, one "
+        "JSON object per line (`application/x-ndjson`), at most 64 MiB (limits are settings). "
+        "The whole request is validated first: any problem answers 422 listing every problem "
+        'with its location (`["body", index, field]`) and nothing is queued.'
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "array", "items": {"$ref": "#/components/schemas/CourseIn"}}
+                },
+                **{t: {"schema": {"type": "string"}} for t in NDJSON_TYPES[:1]},
+            },
+        }
+    },
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskAccepted,
+    responses={
+        **ERROR_RESPONSES,
+        413: {"model": ErrorResponse, "description": "Too many courses or too large a body"},
+        415: {"model": ErrorResponse, "description": "Neither JSON nor NDJSON"},
+    },
+)
+async def bulk_upsert_courses(
+    request: Request, dispatcher: DispatcherDep, settings: SettingsDep
+) -> TaskAccepted:
+    courses = await parse_bulk(request, settings)
+    return await dispatcher.accept(
+        TaskType.course_bulk_upsert, [course.to_record() for course in courses]
+    )
+
+
+@router.patch("/{course_id}", summary="Change some fields of a course", **ACCEPTED)
+async def patch_course(
+    course_id: CourseIdPath, patch: Annotated[CoursePatch, Body()], dispatcher: DispatcherDep
+) -> TaskAccepted:
+    return await dispatcher.accept(
+        TaskType.course_patch, [{"id": course_id, "changes": patch.changes()}]
+    )
+
+
+@router.delete("/{course_id}", summary="Delete a course", **ACCEPTED)
+async def delete_course(course_id: CourseIdPath, dispatcher: DispatcherDep) -> TaskAccepted:
+    return await dispatcher.accept(TaskType.course_delete, [{"id": course_id}])
+
+
+@router.get("", summary="List courses", response_model=CoursePage, responses=ERROR_RESPONSES)
+async def list_courses(
+    session: SessionDep,
+    filters: FiltersQuery,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> CoursePage:
+    position = decode_cursor(cursor, required_key="after")
+    after = str(position["after"]) if position else None
+    rows = await CourseRepository(session).list_live(filters, after_id=after, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return CoursePage(
+        items=[course_out(row) for row in rows],
+        next_cursor=encode_cursor({"after": rows[-1].id}) if more else None,
+    )
+
+
+@router.get(
+    "/{course_id}",
+    summary="Get one course",
+    response_model=CourseOut,
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+)
+async def get_course(course_id: CourseIdPath, session: SessionDep) -> CourseOut:
+    row = await CourseRepository(session).get_live(course_id)
+    if row is None:
+        raise CourseNotFound(course_id)
+    return course_out(row)
+
+
+@router.get(
+    "/{course_id}/similar",
+    summary="Courses similar to this one",
+    response_model=ScoredCoursePage,
+    responses={
+        **ERROR_RESPONSES,
+        **NOT_FOUND,
+        409: {"model": ErrorResponse, "description": "The course is not indexed yet"},
+    },
+)
+async def similar_courses(
+    course_id: CourseIdPath,
+    session: SessionDep,
+    search: SearchDep,
+    filters: FiltersQuery,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> ScoredCoursePage:
+    items = await search.similar(CourseRepository(session), course_id, filters, limit=limit)
+    return ScoredCoursePage(items=items, next_cursor=None)

@@ -1,0 +1,51 @@
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from api.deps import SessionDep
+from api.errors import ERROR_RESPONSES, NOT_FOUND
+from shared.pagination import decode_cursor, encode_cursor
+from shared.tasks.repository import TaskRepository
+from shared.tasks.schemas import TaskOut, TaskPage, TaskStatus, TaskType
+from shared.tasks.service import get_task, task_out
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+
+@router.get(
+    "/{task_id}",
+    summary="One task: status, counts, per-item errors, times",
+    response_model=TaskOut,
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+)
+async def read_task(task_id: Annotated[uuid.UUID, Path()], session: SessionDep) -> TaskOut:
+    return await get_task(TaskRepository(session), task_id)
+
+
+@router.get(
+    "",
+    summary="Tasks, newest first",
+    response_model=TaskPage,
+    responses=ERROR_RESPONSES,
+)
+async def list_tasks(
+    session: SessionDep,
+    status: Annotated[list[TaskStatus] | None, Query(description="repeat to match any")] = None,
+    type: Annotated[list[TaskType] | None, Query(description="repeat to match any")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> TaskPage:
+    position = decode_cursor(cursor, required_key="before")
+    rows = await TaskRepository(session).page(
+        statuses=[s.value for s in status or []],
+        types=[t.value for t in type or []],
+        before_seq=int(position["before"]) if position else None,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return TaskPage(
+        items=[task_out(row) for row in rows],
+        next_cursor=encode_cursor({"before": rows[-1].seq}) if more else None,
+    )

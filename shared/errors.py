@@ -1,0 +1,86 @@
+"""The one exception hierarchy. Every error a client sees is rendered from one of these.
+
+Body shape (all 4xx/5xx): {"error": {"code", "message", "details": [{"loc", "code", "message"}]}}
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ErrorDetail:
+    loc: list[str | int]
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"loc": self.loc, "code": self.code, "message": self.message}
+
+
+@dataclass
+class CoursewiseError(Exception):
+    message: str
+    details: list[ErrorDetail] = field(default_factory=list)
+    status_code = 500
+    code = "internal_error"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFound(CoursewiseError):
+    status_code = 404
+    code = "not_found"
+
+
+class CourseNotFound(NotFound):
+    code = "course_not_found"
+
+    def __init__(self, course_id: str) -> None:
+        super().__init__(
+            f"Course {course_id!r} does not exist.",
+            [ErrorDetail(["path", "course_id"], self.code, "no course with this id")],
+        )
+
+
+class TaskNotFound(NotFound):
+    code = "task_not_found"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            f"Task {task_id!r} does not exist.",
+            [ErrorDetail(["path", "task_id"], self.code, "no task with this id")],
+        )
+
+
+class CourseNotIndexed(CoursewiseError):
+    """The course exists but its vector is not in Milvus yet (or indexing failed)."""
+
+    status_code = 409
+    code = "course_not_indexed"
+
+    def __init__(self, course_id: str) -> None:
+        super().__init__(
+            f"Course {course_id!r} is not indexed yet; retry when its index_state is 'indexed'.",
+            [ErrorDetail(["path", "course_id"], self.code, "course has no vector yet")],
+        )
+
+
+class InvalidRequest(CoursewiseError):
+    status_code = 422
+    code = "validation_error"
+
+
+class PayloadTooLarge(CoursewiseError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(CoursewiseError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class DependencyUnavailable(CoursewiseError):
+    status_code = 503
+    code = "dependency_unavailable"

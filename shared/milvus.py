@@ -1,0 +1,105 @@
+"""The Milvus collection of course vectors: schema, filters, and the operations both the API
+(async client) and the workers (sync client) perform."""
+
+import json
+from typing import Any
+
+from pymilvus import DataType, MilvusClient
+from pymilvus.exceptions import MilvusException
+
+from shared.catalog.schemas import CourseFilters
+from shared.settings import Settings
+
+SCALAR_FIELDS = [
+    "version",
+    "content_hash",
+    "provider",
+    "level",
+    "language",
+    "skills",
+    "duration_hours",
+    "price",
+]
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"uri": settings.milvus_uri, "timeout": settings.milvus_timeout_s}
+    if settings.milvus_token is not None:
+        kwargs["token"] = settings.milvus_token.get_secret_value()
+    return kwargs
+
+
+def connect(settings: Settings) -> MilvusClient:
+    return MilvusClient(**client_kwargs(settings))
+
+
+def ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
+    """Create the collection and its index if missing (idempotent; races are tolerated)."""
+    if client.has_collection(name):
+        client.load_collection(name)
+        return
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=200)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field("version", DataType.INT64)
+    schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+    schema.add_field("provider", DataType.VARCHAR, max_length=200, nullable=True)
+    schema.add_field("level", DataType.VARCHAR, max_length=16, nullable=True)
+    schema.add_field("language", DataType.VARCHAR, max_length=35, nullable=True)
+    schema.add_field(
+        "skills", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=64, max_length=100
+    )
+    schema.add_field("duration_hours", DataType.FLOAT, nullable=True)
+    schema.add_field("price", DataType.FLOAT, nullable=True)
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
+    try:
+        client.create_collection(name, schema=schema, index_params=index)
+    except MilvusException:
+        if not client.has_collection(name):
+            raise
+    client.load_collection(name)
+
+
+def literal(value: str) -> str:
+    """A Milvus string literal (JSON escaping is what Milvus's expression grammar accepts)."""
+    return json.dumps(value)
+
+
+def filter_expression(filters: CourseFilters, *, exclude_id: str | None = None) -> str:
+    """A boolean expression over the scalar fields; empty string means no filter."""
+    clauses: list[str] = []
+    if filters.provider is not None:
+        clauses.append(f"provider == {literal(filters.provider)}")
+    if filters.level is not None:
+        clauses.append(f"level == {literal(filters.level.value)}")
+    if filters.language is not None:
+        clauses.append(f"language == {literal(filters.language)}")
+    if filters.skill is not None:
+        clauses.append(f"array_contains(skills, {literal(filters.skill)})")
+    if filters.free is True:
+        clauses.append("(price is null or price == 0)")
+    elif filters.free is False:
+        clauses.append("(price is not null and price > 0)")
+    if filters.max_duration is not None:
+        clauses.append(
+            f"(duration_hours is not null and duration_hours <= {filters.max_duration!r})"
+        )
+    if exclude_id is not None:
+        clauses.append(f"id != {literal(exclude_id)}")
+    return " and ".join(clauses)
+
+
+def entity(record: dict[str, Any], vector: list[float], version: int, content_hash: str) -> dict:
+    return {
+        "id": record["id"],
+        "vector": vector,
+        "version": version,
+        "content_hash": content_hash,
+        "provider": record.get("provider"),
+        "level": record.get("level"),
+        "language": record.get("language"),
+        "skills": list(record.get("skills") or [])[:64],
+        "duration_hours": record.get("duration_hours"),
+        "price": record.get("price"),
+    }

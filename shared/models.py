@@ -1,0 +1,7 @@
+"""Every table, imported in one place so Alembic sees the whole schema."""
+
+from shared.catalog.models import Course
+from shared.db import Base
+from shared.tasks.models import Task
+
+__all__ = ["Base", "Course", "Task"]

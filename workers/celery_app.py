@@ -1,0 +1,42 @@
+"""The Celery app of the workers: shared configuration plus task bodies and the beat schedule.
+
+celery -A workers.celery_app worker -Q coursewise.courses,coursewise.maintenance -c 1
+celery -A workers.celery_app beat
+"""
+
+from typing import Any
+
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from shared.logging import configure_logging
+from shared.messaging import REQUEUE_STALE_TASKS, build_celery
+from shared.settings import get_settings
+
+configure_logging()
+settings = get_settings()
+celery_app = build_celery(settings)
+celery_app.conf.update(
+    include=["workers.tasks.courses", "workers.tasks.maintenance"],
+    beat_schedule={
+        "requeue-stale-tasks": {
+            "task": REQUEUE_STALE_TASKS,
+            "schedule": settings.sweep_interval_s,
+            "options": {"expires": settings.sweep_interval_s},
+        },
+    },
+)
+app = celery_app
+
+
+@worker_process_init.connect
+def _start_child(**_: Any) -> None:
+    from workers.runtime import init_runtime
+
+    init_runtime()
+
+
+@worker_process_shutdown.connect
+def _stop_child(**_: Any) -> None:
+    from workers.runtime import close_runtime
+
+    close_runtime()

@@ -1,0 +1,47 @@
+"""The task wrapper every ledger-backed task uses: transient failures retry with backoff; when a
+task gives up (or fails for a permanent reason) the ledger records it failed, with the reason."""
+
+import logging
+import uuid
+from typing import Any
+
+from celery import Task
+
+from shared.catalog.repository import CourseRepository
+from shared.db import transaction
+from shared.tasks.repository import TaskRepository
+from workers.retry import TransientError
+from workers.runtime import runtime
+
+log = logging.getLogger(__name__)
+
+
+class LedgerTask(Task):
+    autoretry_for = (TransientError,)
+    retry_backoff = 2
+    retry_backoff_max = 120
+    retry_jitter = True
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        cause = exc.__cause__ or exc
+        reason = f"{type(cause).__name__}: {cause}"[:2000]
+        log.error("task %s failed for good: %s", task_id, reason)
+        try:
+            runtime().run(_record_failure(uuid.UUID(str(args[0])), reason))
+        except Exception:  # the sweeper will bring the task back; nothing is lost
+            log.exception("could not record the failure of task %s", task_id)
+
+
+async def _record_failure(task_id: uuid.UUID, reason: str) -> None:
+    async with transaction(runtime().sessionmaker) as session:
+        task = await TaskRepository(session).get(task_id)
+        if task is None:
+            return
+        await TaskRepository(session).fail(task_id, reason)
+        if task.type.startswith("course."):
+            ids = [item["id"] for item in task.payload["items"]]
+            await CourseRepository(session).mark_index_failed(ids, version=task.seq, error=reason)
