@@ -19,19 +19,19 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def _dispatcher(request: Request) -> WriteDispatcher:
-    return request.app.state.dispatcher  # type: ignore[no-any-return]
+    return request.app.state.dispatcher
 
 
 def _search(request: Request) -> CourseSearch:
-    return request.app.state.search  # type: ignore[no-any-return]
+    return request.app.state.search
 
 
 def _celery(request: Request) -> Celery:
-    return request.app.state.celery  # type: ignore[no-any-return]
+    return request.app.state.celery
 
 
 SessionDep = Annotated[AsyncSession, Depends(_session)]

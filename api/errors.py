@@ -1,8 +1,9 @@
 """One handler per family of error, all rendering the same body:
-{"error": {"code": "...", "message": "...", "details": [{"loc": [...], "code": "...", "message": "..."}]}}
+{"error": {"code", "message", "details": [{"loc", "code", "message"}]}}
 """
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -39,7 +40,7 @@ def error_response(
     code: str,
     message: str,
     details: list[ErrorDetail] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = {
         "error": {

@@ -1,4 +1,4 @@
-"""Engine and session factories. Created per process (API lifespan, worker child), never at import."""
+"""Engine and session factories, created per process (API lifespan, worker child)."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

@@ -6,7 +6,6 @@ sure the Milvus collection exists. Run before the API and workers start (compose
 
 import asyncio
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -70,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

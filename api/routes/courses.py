@@ -1,6 +1,6 @@
 """Course writes (accepted with 202, applied by workers) and reads (answered inline)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, status
 
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1/courses", tags=["courses"])
 
 CourseIdPath = Annotated[str, Path(pattern=COURSE_ID_PATTERN, description="the course id")]
 FiltersQuery = Annotated[CourseFilters, Query()]
-ACCEPTED = {
+ACCEPTED: dict[str, Any] = {
     "status_code": status.HTTP_202_ACCEPTED,
     "response_model": TaskAccepted,
     "responses": ERROR_RESPONSES,
