@@ -31,7 +31,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 def _decode_json(body: bytes) -> list[Any]:
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, deep nesting
         raise InvalidRequest(
             "The body is not valid JSON.",
             [ErrorDetail(["body"], "json_invalid", str(exc))],
@@ -53,12 +53,14 @@ def _decode_ndjson(body: bytes) -> tuple[list[Any], list[ErrorDetail]]:
         raise InvalidRequest(
             "The body is not UTF-8.", [ErrorDetail(["body"], "utf8_invalid", str(exc))]
         ) from None
-    for line in text.splitlines():
+    # Only \n ends a record: JSON strings may hold U+2028 and friends, which splitlines() splits.
+    for line in text.split("\n"):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
             items.append(json.loads(line))
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:
             problems.append(ErrorDetail(["body", len(items)], "json_invalid", str(exc)))
             items.append(None)
     return items, problems
@@ -101,6 +103,7 @@ async def parse_bulk(request: Request, settings: Settings) -> list[CourseIn]:
             continue
         raw_id = item.get("id") if isinstance(item, dict) else None
         if isinstance(raw_id, str):
+            raw_id = raw_id.strip()  # as the contract will strip it
             if raw_id in first_seen:
                 problems.append(
                     ErrorDetail(

@@ -54,7 +54,10 @@ def ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
     index = client.prepare_index_params()
     index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
     try:
-        client.create_collection(name, schema=schema, index_params=index)
+        # Strong consistency: a course marked indexed is searchable by the next request.
+        client.create_collection(
+            name, schema=schema, index_params=index, consistency_level="Strong"
+        )
     except MilvusException:
         if not client.has_collection(name):
             raise
@@ -63,7 +66,7 @@ def ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
 
 def literal(value: str) -> str:
     """A Milvus string literal (JSON escaping is what Milvus's expression grammar accepts)."""
-    return json.dumps(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def filter_expression(filters: CourseFilters, *, exclude_id: str | None = None) -> str:

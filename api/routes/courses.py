@@ -96,8 +96,7 @@ async def list_courses(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> CoursePage:
-    position = decode_cursor(cursor, required_key="after")
-    after = str(position["after"]) if position else None
+    after = decode_cursor(cursor, key="after", kind=str)
     rows = await CourseRepository(session).list_live(filters, after_id=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

@@ -27,8 +27,7 @@ async def search_courses(
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> ScoredCoursePage:
-    position = decode_cursor(cursor, required_key="offset")
-    offset = min(max(int(position["offset"]), 0), MAX_OFFSET) if position else 0
+    offset = min(max(decode_cursor(cursor, key="offset", kind=int) or 0, 0), MAX_OFFSET)
     items, more = await search.search(
         CourseRepository(session), q, filters, limit=limit, offset=offset
     )

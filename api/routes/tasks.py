@@ -36,11 +36,11 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> TaskPage:
-    position = decode_cursor(cursor, required_key="before")
+    before = decode_cursor(cursor, key="before", kind=int)
     rows = await TaskRepository(session).page(
         statuses=[s.value for s in status or []],
         types=[t.value for t in type or []],
-        before_seq=int(position["before"]) if position else None,
+        before_seq=before,
         limit=limit + 1,
     )
     more = len(rows) > limit

@@ -38,7 +38,7 @@ def _dedupe(skills: list[str]) -> list[str]:
 
 
 def _bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(value, ensure_ascii=False)) > MAX_METADATA_BYTES:
+    if len(json.dumps(value, ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
         raise ValueError(f"metadata must serialise to at most {MAX_METADATA_BYTES} bytes")
     return value
 
@@ -57,13 +57,13 @@ class _CourseFields(BaseModel):
         | None
     ) = Field(default=None, description="BCP 47 tag, e.g. `en` or `pt-BR`")
     level: Level | None = None
-    duration_hours: float | None = Field(default=None, ge=0, le=10_000)
+    duration_hours: float | None = Field(default=None, ge=0, le=10_000, allow_inf_nan=False)
     skills: Annotated[list[Skill], Field(max_length=50), AfterValidator(_dedupe)] | None = None
-    price: float | None = Field(default=None, ge=0, le=1_000_000)
+    price: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = Field(
         default=None, description="ISO 4217 code; required when price > 0"
     )
-    rating: float | None = Field(default=None, ge=0, le=5)
+    rating: float | None = Field(default=None, ge=0, le=5, allow_inf_nan=False)
     metadata: Annotated[dict[str, Any], AfterValidator(_bounded_metadata)] | None = None
 
     @field_validator("url")
@@ -175,7 +175,7 @@ class CourseFilters(BaseModel):
     language: str | None = None
     skill: str | None = None
     free: bool | None = None
-    max_duration: float | None = Field(default=None, ge=0)
+    max_duration: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
 
     @field_validator("skill")
     @classmethod

@@ -1,0 +1,117 @@
+"""README command 1: the whole service on this machine with its embedded defaults.
+
+Checks PostgreSQL and RabbitMQ, starts a Milvus Lite server, migrates, starts the API, a worker,
+beat and Flower, loads the demo catalog through the write API, prints where everything is, and
+stops every process it started on Ctrl-C.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from kombu import Connection
+
+from infra.local.stack import ROOT, LocalStack, endpoint, port_open
+from shared.settings import get_settings
+
+DEMO_CATALOG = Path(__file__).with_name("demo_catalog.json")
+HINT = "start it with `docker compose up -d postgres rabbitmq` (or your system's service manager)"
+
+
+def fail(message: str) -> None:
+    print(f"coursewise: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def check_services() -> None:
+    settings = get_settings()
+    host, port = endpoint(settings.database_url, 5432)
+    if not port_open(host, port):
+        fail(f"PostgreSQL is not reachable at {host}:{port}; {HINT}.")
+    host, port = endpoint(settings.broker_url, 5672)
+    try:
+        with Connection(settings.broker_url, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:
+        fail(f"RabbitMQ is not reachable at {host}:{port} ({type(exc).__name__}); {HINT}.")
+
+
+def load_demo_catalog(api_url: str, timeout: float = 300) -> dict:
+    courses = json.loads(DEMO_CATALOG.read_text())
+    accepted = httpx.post(f"{api_url}/v1/courses/bulk", json=courses, timeout=30)
+    accepted.raise_for_status()
+    status_url = api_url + accepted.json()["status_url"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = httpx.get(status_url, timeout=10).json()
+        if task["status"] in ("succeeded", "failed"):
+            return task
+        time.sleep(0.5)
+    fail(f"the demo catalog was not applied within {timeout:.0f}s; see var/local/worker.log")
+    raise AssertionError
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="exit after the demo catalog loads")
+    args = parser.parse_args()
+
+    settings = get_settings()
+    var_dir = Path(os.environ.get("COURSEWISE_VAR_DIR", ROOT / "var" / "local"))
+    env = {"COURSEWISE_MILVUS_URI": settings.milvus_uri}
+    api_port = int(os.environ.get("COURSEWISE_API_PORT", "8000"))
+    flower_port = int(os.environ.get("COURSEWISE_FLOWER_PORT", "5555"))
+    stack = LocalStack(env=env, var_dir=var_dir, api_port=api_port, flower_port=flower_port)
+    embedded_milvus = "COURSEWISE_MILVUS_URI" not in os.environ
+
+    check_services()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with stack.running():
+        try:
+            if embedded_milvus:
+                print("starting Milvus Lite ...", flush=True)
+                stack.start_milvus(var_dir / "milvus-data")
+            print("migrating the database ...", flush=True)
+            stack.prestart()
+            print("starting the worker, beat, the API and Flower ...", flush=True)
+            stack.start_worker()
+            stack.start_beat()
+            stack.start_flower()
+            stack.start_api()
+        except RuntimeError as exc:
+            fail(str(exc))
+        task = load_demo_catalog(stack.api_url)
+        counts = task["counts"]
+        print(
+            f"demo catalog: {counts['applied']} of {counts['received']} courses applied "
+            f"({task['status']})"
+        )
+        print(
+            "\nCoursewise is running:\n"
+            f"  API docs       {stack.api_url}/docs\n"
+            f"  try            {stack.api_url}/v1/search?q=learn+python+for+data+analysis\n"
+            f"  Flower         http://127.0.0.1:{flower_port}\n"
+            f"  RabbitMQ UI    http://127.0.0.1:15672  (guest/guest; needs "
+            "`rabbitmq-plugins enable rabbitmq_management`)\n"
+            f"  logs           {var_dir}/*.log\n"
+            "Press Ctrl-C to stop everything.",
+            flush=True,
+        )
+        if args.smoke:
+            return
+        try:
+            while all(process.alive() for process in stack.processes):
+                time.sleep(1)
+            dead = [p.name for p in stack.processes if not p.alive()]
+            fail(f"{', '.join(dead)} stopped unexpectedly; see {var_dir}/")
+        except KeyboardInterrupt:
+            print("\nstopping ...")
+
+
+if __name__ == "__main__":
+    main()

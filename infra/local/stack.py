@@ -1,0 +1,227 @@
+"""Starting and stopping the local stack as child processes: a Milvus Lite server, the API, a
+worker, beat and Flower. Used by the run command, the test suite and the benchmarks.
+
+Every process is started in its own session and stopped by its pid (its process group), so
+nothing we start outlives us: a stale Milvus Lite server on a reused port would silently split
+traffic between two data directories.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
+
+
+def endpoint(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "localhost", parts.port or default_port
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, grace: float = 15.0) -> None:
+        if not self.alive():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class LocalStack:
+    env: dict[str, str]
+    var_dir: Path
+    api_port: int = 8000
+    flower_port: int = 5555
+    processes: list[Process] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, **self.env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        return env
+
+    def spawn(self, name: str, args: list[str]) -> Process:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        log = self.var_dir / f"{name}.log"
+        with log.open("ab") as handle:
+            popen = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env=self._env(),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        (self.var_dir / f"{name}.pid").write_text(str(popen.pid))
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    # --- components ------------------------------------------------------------------------
+    def start_milvus(self, data_dir: Path, timeout: float = 60) -> Process:
+        host, port = endpoint(self.env["COURSEWISE_MILVUS_URI"], 19530)
+        stop_stale(self.var_dir / "milvus.pid")
+        if port_open(host, port):
+            raise RuntimeError(
+                f"port {port} is already taken by another process: stop it, or set "
+                "COURSEWISE_MILVUS_URI to use that Milvus instead"
+            )
+        args = [str(BIN / "milvus-lite"), "server", "--data-dir", str(data_dir)]
+        process = self.spawn("milvus", [*args, "--host", host, "--port", str(port)])
+        self._wait(process, lambda: port_open(host, port), timeout)
+        return process
+
+    def prestart(self) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "shared.prestart"],
+            cwd=ROOT,
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"prestart failed:\n{result.stdout}\n{result.stderr}")
+
+    def start_worker(self, name: str = "worker", concurrency: int = 1) -> Process:
+        queues = "coursewise.courses,coursewise.maintenance"
+        return self.spawn(
+            name,
+            [
+                str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", queues,
+                "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h", "--loglevel=INFO",
+                "--without-mingle", "--without-gossip",
+            ],
+        )  # fmt: skip
+
+    def start_beat(self) -> Process:
+        schedule = self.var_dir / "celerybeat-schedule"
+        return self.spawn(
+            "beat",
+            [
+                str(BIN / "celery"), "-A", "workers.celery_app", "beat", "--loglevel=INFO",
+                "--schedule", str(schedule),
+            ],
+        )  # fmt: skip
+
+    def start_api(
+        self, timeout: float = 120, workers: int = 1, ready_path: str = "/readyz"
+    ) -> Process:
+        process = self.spawn(
+            "api",
+            [
+                str(BIN / "uvicorn"), "api.main:app", "--host", "127.0.0.1",
+                "--port", str(self.api_port), "--workers", str(workers), "--no-access-log",
+            ],
+        )  # fmt: skip
+        self._wait(process, lambda: self.answers(ready_path), timeout)
+        return process
+
+    def start_flower(self) -> Process:
+        return self.spawn(
+            "flower",
+            [
+                str(BIN / "celery"), "-A", "workers.celery_app", "flower",
+                f"--port={self.flower_port}", "--address=127.0.0.1",
+            ],
+        )  # fmt: skip
+
+    def answers(self, path: str) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}{path}", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _wait(self, process: Process, predicate: Callable[[], bool], timeout: float) -> None:
+        def check() -> bool:
+            if not process.alive():
+                raise RuntimeError(f"{process.name} exited:\n{process.tail()}")
+            return bool(predicate())
+
+        try:
+            wait_for(check, timeout, process.name)
+        except TimeoutError:
+            raise RuntimeError(f"{process.name} did not start:\n{process.tail()}") from None
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+            (self.var_dir / f"{process.name}.pid").unlink(missing_ok=True)
+        self.processes.clear()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator["LocalStack"]:
+        try:
+            yield self
+        finally:
+            self.stop()
+
+
+def stop_stale(pidfile: Path) -> None:
+    """Stop a process a previous run of ours started and left behind (by its recorded pid)."""
+    try:
+        pid = int(pidfile.read_text())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(50):
+            os.killpg(pid, 0)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)

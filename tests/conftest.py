@@ -1,0 +1,136 @@
+"""Test harness. Integration and e2e tests run against the real PostgreSQL, RabbitMQ, a Milvus
+Lite server and the real model, with real worker and API processes. Each run gets its own
+database, vhost, collection and ports, and removes them afterwards."""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from infra.local.stack import LocalStack, free_port
+
+RUN_ID = uuid.uuid4().hex[:8]
+PG_ADMIN_DSN = os.environ.get(
+    "COURSEWISE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+AMQP_BASE = os.environ.get("COURSEWISE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = str(item.path)
+        if "/integration/" in path:
+            item.add_marker(pytest.mark.integration)
+        elif "/e2e/" in path:
+            item.add_marker(pytest.mark.e2e)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+async def _pg(sql: str) -> None:
+    connection = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+class Names:
+    def __init__(self, run_id: str) -> None:
+        self.database = f"coursewise_test_{run_id}"
+        self.vhost = f"coursewise_test_{run_id}"
+        self.collection = f"courses_test_{run_id}"
+
+
+@pytest.fixture(scope="session")
+def names() -> Names:
+    return Names(RUN_ID)
+
+
+@pytest.fixture(scope="session")
+def stack_env(names: Names) -> Iterator[dict[str, str]]:
+    """Settings for this run's processes, pointing at this run's own names."""
+    pg_base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    asyncio.run(_pg(f'CREATE DATABASE "{names.database}"'))
+    _rabbitmqctl("add_vhost", names.vhost)
+    _rabbitmqctl("set_permissions", "-p", names.vhost, "guest", ".*", ".*", ".*")
+    env = {
+        "COURSEWISE_DATABASE_URL": f"{pg_base}/{names.database}",
+        "COURSEWISE_BROKER_URL": f"{AMQP_BASE}/{names.vhost}",
+        "COURSEWISE_MILVUS_URI": f"http://127.0.0.1:{free_port()}",
+        "COURSEWISE_MILVUS_COLLECTION": names.collection,
+        "COURSEWISE_SWEEP_INTERVAL_S": "2",
+        "COURSEWISE_REQUEUE_AFTER_S": "30",
+    }
+    previous = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)  # for in-process tests that build Settings() themselves
+    from shared.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        yield env
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{names.database}" WITH (FORCE)'))
+        _rabbitmqctl("delete_vhost", names.vhost)
+
+
+@pytest.fixture(scope="session")
+def stack(stack_env: dict[str, str]) -> Iterator[LocalStack]:
+    """Milvus Lite, migrations, a worker, beat and the API, for the whole session."""
+    var_dir = Path(tempfile.mkdtemp(prefix=f"coursewise-test-{RUN_ID}-"))
+    local = LocalStack(env=stack_env, var_dir=var_dir, api_port=free_port())
+    with local.running():
+        local.start_milvus(var_dir / "milvus-data")
+        local.prestart()
+        local.start_worker()
+        local.start_beat()
+        local.start_api()
+        yield local
+    for name in ("api", "worker", "beat", "milvus"):
+        log = var_dir / f"{name}.log"
+        if log.exists() and "Traceback" in log.read_text(errors="replace"):
+            print(f"\n--- {name}.log had a traceback: {log}")
+    if os.environ.get("COURSEWISE_KEEP_TEST_LOGS") != "1":
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def api(stack: LocalStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+        yield client
+
+
+def wait_task(api: httpx.Client, task_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = api.get(f"/v1/tasks/{task_id}").json()
+        if task["status"] in ("succeeded", "failed"):
+            return task
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task {task_id} still {task['status']} after {timeout}s: {task}")
+        time.sleep(0.2)
+
+
+def accept(response: httpx.Response) -> str:
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status_url"] == f"/v1/tasks/{body['task_id']}"
+    return str(body["task_id"])
