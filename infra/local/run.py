@@ -59,7 +59,16 @@ def load_demo_catalog(api_url: str, timeout: float = 300) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="exit after the demo catalog loads")
+    parser.add_argument(
+        "--no-milvus-lite",
+        action="store_true",
+        help="use the Milvus already serving COURSEWISE_MILVUS_URI instead of starting Milvus Lite",
+    )
+    parser.add_argument("--preflight", action="store_true", help="only check the services")
     args = parser.parse_args()
+    if args.preflight:
+        check_services()
+        return
 
     settings = get_settings()
     var_dir = Path(os.environ.get("COURSEWISE_VAR_DIR", ROOT / "var" / "local"))
@@ -67,7 +76,8 @@ def main() -> None:
     api_port = int(os.environ.get("COURSEWISE_API_PORT", "8000"))
     flower_port = int(os.environ.get("COURSEWISE_FLOWER_PORT", "5555"))
     stack = LocalStack(env=env, var_dir=var_dir, api_port=api_port, flower_port=flower_port)
-    embedded_milvus = "COURSEWISE_MILVUS_URI" not in os.environ
+    milvus_host, _ = endpoint(settings.milvus_uri, 19530)
+    embedded_milvus = milvus_host in ("127.0.0.1", "localhost") and not args.no_milvus_lite
 
     check_services()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
