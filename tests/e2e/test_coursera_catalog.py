@@ -12,11 +12,12 @@ from tests.conftest import accept, wait_task
 CSV = shared_data_dir() / "coursera_courses.csv"
 
 # A paraphrase of each course's description, sharing as few words with it as we could manage.
+SCREENPLAY = "coursera:write-a-feature-length-screenplay-for-film-or-television"
 PARAPHRASES = {
     "coursera:digital-democracy": "how safe are computerised and online ballots in elections",
     "coursera:musicianship-harmony": "chord extensions and borrowing chords from parallel modes",
     "coursera:types-of-conflict": "kinds of disagreement between people and handling them well",
-    "coursera:write-a-feature-length-screenplay-for-film-or-television": "draft a complete movie script for cinema or TV you can pitch",
+    SCREENPLAY: "draft a complete movie script for cinema or TV you can pitch",
 }
 
 
