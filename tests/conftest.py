@@ -102,7 +102,7 @@ def stack(stack_env: dict[str, str]) -> Iterator[LocalStack]:
         local.prestart()
         local.start_worker()
         local.start_beat()
-        local.start_api()
+        local.start_api(workers=2)  # several API processes share the one Milvus server
         yield local
     for name in ("api", "worker", "beat", "milvus"):
         log = var_dir / f"{name}.log"

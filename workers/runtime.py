@@ -60,6 +60,9 @@ def init_runtime(*, warm_model: bool = True) -> WorkerRuntime:
         _runtime = WorkerRuntime.start(get_settings())
         if warm_model:
             _ = _runtime.embedder.model
+            import torch
+
+            log.info("model loaded; torch uses %d thread(s)", torch.get_num_threads())
         log.info("worker runtime ready")
     return _runtime
 

@@ -92,7 +92,6 @@ class LocalStack:
 
     def _env(self) -> dict[str, str]:
         env = {**os.environ, **self.env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
         return env
 
     def spawn(self, name: str, args: list[str]) -> Process:

@@ -7,6 +7,7 @@ so a concurrent newer write cannot be overwritten by an older vector.
 """
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ class IndexReport:
     removed: int = 0
     embedded: int = 0
     reused: int = 0
+    embed_seconds: float = 0.0
+    milvus_seconds: float = 0.0
 
 
 def _record(row: Course) -> dict:
@@ -74,9 +77,12 @@ class CourseIndexer:
         )
         return {row["id"]: (row["content_hash"], list(row["vector"])) for row in rows}
 
-    def _embed(self, rows: Sequence[Course]) -> dict[str, list[float]]:
+    def _embed(self, rows: Sequence[Course], report: IndexReport) -> dict[str, list[float]]:
+        started = time.perf_counter()
         texts = [embedding_text(_record(row)) for row in rows]
         vectors = self.embedder.encode(texts)
+        report.embedded += len(rows)
+        report.embed_seconds += time.perf_counter() - started
         return {row.id: vector.tolist() for row, vector in zip(rows, vectors, strict=True)}
 
     async def sync(self, ids: Sequence[str]) -> IndexReport:
@@ -89,7 +95,9 @@ class CourseIndexer:
             return report
 
         # Reuse vectors whose text did not change; embed the rest, in one batch, without locks.
+        started = time.perf_counter()
         existing = self._vectors_in_milvus([row.id for row in live])
+        report.milvus_seconds += time.perf_counter() - started
         vectors: dict[str, list[float]] = {}
         hashes: dict[str, str] = {}
         to_embed = []
@@ -100,9 +108,8 @@ class CourseIndexer:
                 report.reused += 1
             else:
                 to_embed.append(row)
-        vectors.update(self._embed(to_embed))
+        vectors.update(self._embed(to_embed, report))
         hashes.update({row.id: row.content_hash for row in to_embed})
-        report.embedded += len(to_embed)
 
         async with transaction(self.sessionmaker) as session:
             repo = CourseRepository(session)
@@ -114,9 +121,8 @@ class CourseIndexer:
                 if row.deleted_at is None and hashes.get(row.id) != row.content_hash
             ]
             if changed:
-                vectors.update(self._embed(changed))
+                vectors.update(self._embed(changed, report))
                 hashes.update({row.id: row.content_hash for row in changed})
-                report.embedded += len(changed)
             entities = [
                 entity(_record(row), vectors[row.id], row.version, row.content_hash)
                 for row in current.values()
@@ -127,10 +133,12 @@ class CourseIndexer:
                 for row in current.values()
                 if row.deleted_at is not None and not _in_sync(row)
             ]
+            started = time.perf_counter()
             if entities:
                 self.milvus.upsert(self.collection, entities)
             if gone:
                 self.milvus.delete(self.collection, ids=gone)
+            report.milvus_seconds += time.perf_counter() - started
             await repo.mark_indexed(
                 {row.id: row.version for row in current.values() if not _in_sync(row)}
             )

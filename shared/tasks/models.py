@@ -24,7 +24,8 @@ class Task(Base):
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
     type: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), server_default=sql("'queued'"))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # Deferred: a bulk payload can be megabytes, and only the worker ever reads it.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, deferred=True)
     received: Mapped[int] = mapped_column(Integer)
     applied: Mapped[int] = mapped_column(Integer, server_default=sql("0"))
     failed: Mapped[int] = mapped_column(Integer, server_default=sql("0"))

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
 from shared.tasks.models import Task
 from shared.tasks.schemas import TaskStatus
@@ -32,8 +33,9 @@ class TaskRepository:
         await self.session.refresh(task)
         return task
 
-    async def get(self, task_id: uuid.UUID) -> Task | None:
-        return await self.session.get(Task, task_id)
+    async def get(self, task_id: uuid.UUID, *, with_payload: bool = False) -> Task | None:
+        options = [undefer(Task.payload)] if with_payload else []
+        return await self.session.get(Task, task_id, options=options)
 
     async def page(
         self,
@@ -65,7 +67,8 @@ class TaskRepository:
         )
 
     async def claim(self, task_id: uuid.UUID) -> Task | None:
-        """Mark a task processing, unless it is unknown or already finished (a redelivery)."""
+        """Mark a task processing, unless it is unknown or already finished (a redelivery).
+        The returned task has its payload loaded."""
         result = await self.session.execute(
             update(Task)
             .where(Task.id == task_id, Task.status.in_([TaskStatus.queued, TaskStatus.processing]))
@@ -75,6 +78,7 @@ class TaskRepository:
                 attempts=Task.attempts + 1,
             )
             .returning(Task)
+            .options(undefer(Task.payload))
         )
         return result.scalar_one_or_none()
 

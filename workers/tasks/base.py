@@ -38,7 +38,7 @@ class LedgerTask(Task):
 
 async def _record_failure(task_id: uuid.UUID, reason: str) -> None:
     async with transaction(runtime().sessionmaker) as session:
-        task = await TaskRepository(session).get(task_id)
+        task = await TaskRepository(session).get(task_id, with_payload=True)
         if task is None:
             return
         await TaskRepository(session).fail(task_id, reason)

@@ -2,6 +2,7 @@
 recording progress in the ledger. Safe to run any number of times for the same task."""
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -34,17 +35,22 @@ async def process_course_task(rt: WorkerRuntime, task_id: uuid.UUID) -> str:
     for chunk in chunked(list(enumerate(items)), rt.settings.apply_chunk_size):
         async with transaction(rt.sessionmaker) as session:
             outcome = await apply_chunk(CourseRepository(session), operation, chunk, task.seq)
+        started = time.perf_counter()
         report = await rt.indexer.sync(outcome.touched)
         applied += outcome.applied
         errors.extend(outcome.errors)
         log.info(
-            "task %s: applied %d, failed %d, embedded %d, reused %d, removed %d",
+            "task %s: applied %d, failed %d, embedded %d (%.1fs), reused %d, removed %d, "
+            "milvus %.2fs, index step %.1fs",
             task_id,
             outcome.applied,
             len(outcome.errors),
             report.embedded,
+            report.embed_seconds,
             report.reused,
             report.removed,
+            report.milvus_seconds,
+            time.perf_counter() - started,
         )
         async with transaction(rt.sessionmaker) as session:
             await TaskRepository(session).record_outcome(
