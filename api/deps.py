@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.write_path import WriteDispatcher
@@ -34,8 +34,25 @@ def _celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
+def _idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Repeat a write safely: the same key and body return the original task "
+            "(remembered for 24 h); the same key with another body answers 409.",
+        ),
+    ] = None,
+) -> str | None:
+    return key
+
+
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 DispatcherDep = Annotated[WriteDispatcher, Depends(_dispatcher)]
 SearchDep = Annotated[CourseSearch, Depends(_search)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
+IdempotencyKeyDep = Annotated[str | None, Depends(_idempotency_key)]

@@ -6,19 +6,34 @@ answer. A publish that fails is not an error for the client: the ledger already 
 """
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from celery import Celery
+from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import transaction
+from shared.errors import IdempotencyKeyConflict
 from shared.messaging import publish_course_task
 from shared.settings import Settings
+from shared.tasks.idempotency import IdempotencyKey, IdempotencyRepository, request_fingerprint
 from shared.tasks.repository import TaskRepository
 from shared.tasks.schemas import TaskAccepted, TaskStatus, TaskType
 
 log = logging.getLogger(__name__)
+
+
+class _KeyTaken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class IdempotencyRequest:
+    scope: str
+    key: str
+    request_hash: str
 
 
 class WriteDispatcher:
@@ -32,11 +47,41 @@ class WriteDispatcher:
         self.celery = celery
         self.settings = settings
 
-    async def accept(self, type: TaskType, items: list[dict[str, Any]]) -> TaskAccepted:
-        async with transaction(self.sessionmaker) as session:
-            task = await TaskRepository(session).create(
-                type=type.value, payload={"items": items}, received=len(items)
-            )
+    async def accept(
+        self,
+        type: TaskType,
+        items: list[dict[str, Any]],
+        idempotency: IdempotencyRequest | None = None,
+    ) -> TaskAccepted:
+        if idempotency is not None:
+            async with self.sessionmaker() as session:
+                known = await IdempotencyRepository(session).find(
+                    idempotency.scope, idempotency.key
+                )
+            if known is not None:
+                return self._replay(known, idempotency)
+        try:
+            async with transaction(self.sessionmaker) as session:
+                task = await TaskRepository(session).create(
+                    type=type.value, payload={"items": items}, received=len(items)
+                )
+                if idempotency is not None and not await IdempotencyRepository(session).claim(
+                    idempotency.scope,
+                    idempotency.key,
+                    idempotency.request_hash,
+                    task.id,
+                    self.settings.idempotency_ttl_s,
+                ):
+                    raise _KeyTaken  # a concurrent request with this key won: drop our task
+        except _KeyTaken:
+            assert idempotency is not None
+            async with self.sessionmaker() as session:
+                known = await IdempotencyRepository(session).find(
+                    idempotency.scope, idempotency.key
+                )
+            if known is None:  # expired in between: vanishingly rare; the client may retry
+                raise IdempotencyKeyConflict(idempotency.key) from None
+            return self._replay(known, idempotency)
         try:
             with anyio.fail_after(self.settings.publish_timeout_s * 2):
                 await anyio.to_thread.run_sync(publish_course_task, self.celery, task.id)
@@ -50,3 +95,24 @@ class WriteDispatcher:
         return TaskAccepted(
             task_id=task.id, status=TaskStatus.queued, status_url=f"/v1/tasks/{task.id}"
         )
+
+    @staticmethod
+    def _replay(known: IdempotencyKey, request: IdempotencyRequest) -> TaskAccepted:
+        if known.request_hash != request.request_hash:
+            raise IdempotencyKeyConflict(request.key)
+        return TaskAccepted(
+            task_id=known.task_id, status=TaskStatus.queued, status_url=f"/v1/tasks/{known.task_id}"
+        )
+
+
+# Until callers authenticate, all of them share one idempotency scope.
+PUBLIC_SCOPE = "public"
+
+
+def idempotency_request(
+    request: Request, key: str | None, items: list[dict[str, Any]]
+) -> IdempotencyRequest | None:
+    if key is None:
+        return None
+    fingerprint = request_fingerprint(request.method, request.url.path, items)
+    return IdempotencyRequest(scope=PUBLIC_SCOPE, key=key, request_hash=fingerprint)

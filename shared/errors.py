@@ -66,6 +66,17 @@ class CourseNotIndexed(CoursewiseError):
         )
 
 
+class IdempotencyKeyConflict(CoursewiseError):
+    status_code = 409
+    code = "idempotency_key_reused"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used for a different request.",
+            [ErrorDetail(["header", "idempotency-key"], self.code, "use a new key per request")],
+        )
+
+
 class InvalidRequest(CoursewiseError):
     status_code = 422
     code = "validation_error"

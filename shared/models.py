@@ -2,6 +2,7 @@
 
 from shared.catalog.models import Course
 from shared.db import Base
+from shared.tasks.idempotency import IdempotencyKey
 from shared.tasks.models import Task
 
-__all__ = ["Base", "Course", "Task"]
+__all__ = ["Base", "Course", "IdempotencyKey", "Task"]

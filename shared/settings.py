@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     bulk_max_items_ndjson: int = Field(default=10_000, ge=1)
     bulk_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_errors_reported: int = Field(default=1000, ge=1)
+    # How long an Idempotency-Key is remembered (then the same key starts a new write).
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
 
     def model_path(self) -> str:
         if self.embedding_model_path is not None:

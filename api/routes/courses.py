@@ -5,8 +5,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request, status
 
 from api.bulk import NDJSON_TYPES, parse_bulk
-from api.deps import DispatcherDep, SearchDep, SessionDep, SettingsDep
+from api.deps import DispatcherDep, IdempotencyKeyDep, SearchDep, SessionDep, SettingsDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
+from api.write_path import idempotency_request
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import (
     COURSE_ID_PATTERN,
@@ -26,16 +27,25 @@ router = APIRouter(prefix="/v1/courses", tags=["courses"])
 
 CourseIdPath = Annotated[str, Path(pattern=COURSE_ID_PATTERN, description="the course id")]
 FiltersQuery = Annotated[CourseFilters, Query()]
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another request"},
+}
 ACCEPTED: dict[str, Any] = {
     "status_code": status.HTTP_202_ACCEPTED,
     "response_model": TaskAccepted,
-    "responses": ERROR_RESPONSES,
+    "responses": WRITE_ERRORS,
 }
 
 
 @router.post("", summary="Create or replace a course", **ACCEPTED)
-async def upsert_course(course: CourseIn, dispatcher: DispatcherDep) -> TaskAccepted:
-    return await dispatcher.accept(TaskType.course_upsert, [course.to_record()])
+async def upsert_course(
+    course: CourseIn, request: Request, dispatcher: DispatcherDep, key: IdempotencyKeyDep
+) -> TaskAccepted:
+    items = [course.to_record()]
+    return await dispatcher.accept(
+        TaskType.course_upsert, items, idempotency_request(request, key, items)
+    )
 
 
 @router.post(
@@ -61,32 +71,42 @@ async def upsert_course(course: CourseIn, dispatcher: DispatcherDep) -> TaskAcce
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskAccepted,
     responses={
-        **ERROR_RESPONSES,
+        **WRITE_ERRORS,
         413: {"model": ErrorResponse, "description": "Too many courses or too large a body"},
         415: {"model": ErrorResponse, "description": "Neither JSON nor NDJSON"},
     },
 )
 async def bulk_upsert_courses(
-    request: Request, dispatcher: DispatcherDep, settings: SettingsDep
+    request: Request, dispatcher: DispatcherDep, settings: SettingsDep, key: IdempotencyKeyDep
 ) -> TaskAccepted:
-    courses = await parse_bulk(request, settings)
+    items = [course.to_record() for course in await parse_bulk(request, settings)]
     return await dispatcher.accept(
-        TaskType.course_bulk_upsert, [course.to_record() for course in courses]
+        TaskType.course_bulk_upsert, items, idempotency_request(request, key, items)
     )
 
 
 @router.patch("/{course_id}", summary="Change some fields of a course", **ACCEPTED)
 async def patch_course(
-    course_id: CourseIdPath, patch: Annotated[CoursePatch, Body()], dispatcher: DispatcherDep
+    course_id: CourseIdPath,
+    patch: Annotated[CoursePatch, Body()],
+    request: Request,
+    dispatcher: DispatcherDep,
+    key: IdempotencyKeyDep,
 ) -> TaskAccepted:
+    items = [{"id": course_id, "changes": patch.changes()}]
     return await dispatcher.accept(
-        TaskType.course_patch, [{"id": course_id, "changes": patch.changes()}]
+        TaskType.course_patch, items, idempotency_request(request, key, items)
     )
 
 
 @router.delete("/{course_id}", summary="Delete a course", **ACCEPTED)
-async def delete_course(course_id: CourseIdPath, dispatcher: DispatcherDep) -> TaskAccepted:
-    return await dispatcher.accept(TaskType.course_delete, [{"id": course_id}])
+async def delete_course(
+    course_id: CourseIdPath, request: Request, dispatcher: DispatcherDep, key: IdempotencyKeyDep
+) -> TaskAccepted:
+    items = [{"id": course_id}]
+    return await dispatcher.accept(
+        TaskType.course_delete, items, idempotency_request(request, key, items)
+    )
 
 
 @router.get("", summary="List courses", response_model=CoursePage, responses=ERROR_RESPONSES)
