@@ -6,6 +6,7 @@ answer. A publish that fails is not an error for the client: the ledger already 
 """
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import transaction
-from shared.errors import IdempotencyKeyConflict
+from shared.errors import IdempotencyKeyConflict, TaskNotFound, TaskNotRetryable
 from shared.messaging import publish_course_task
 from shared.settings import Settings
 from shared.tasks.idempotency import IdempotencyKey, IdempotencyRepository, request_fingerprint
@@ -82,19 +83,36 @@ class WriteDispatcher:
             if known is None:  # expired in between: vanishingly rare; the client may retry
                 raise IdempotencyKeyConflict(idempotency.key) from None
             return self._replay(known, idempotency)
-        try:
-            with anyio.fail_after(self.settings.publish_timeout_s * 2):
-                await anyio.to_thread.run_sync(publish_course_task, self.celery, task.id)
-        except Exception as exc:  # the ledger holds the write; the sweeper will publish it
-            log.warning("publish of task %s failed, left to the sweeper: %r", task.id, exc)
-            try:
-                async with transaction(self.sessionmaker) as session:
-                    await TaskRepository(session).mark_unpublished(task.id)
-            except Exception:
-                log.warning("could not clear the publish stamp of task %s", task.id)
+        await self._publish(task.id)
         return TaskAccepted(
             task_id=task.id, status=TaskStatus.queued, status_url=f"/v1/tasks/{task.id}"
         )
+
+    async def retry(self, task_id: uuid.UUID) -> TaskAccepted:
+        """Queue a failed task again (operators, after fixing what made it fail)."""
+        async with transaction(self.sessionmaker) as session:
+            repo = TaskRepository(session)
+            if not await repo.requeue_failed(task_id):
+                task = await repo.get(task_id)
+                if task is None:
+                    raise TaskNotFound(str(task_id))
+                raise TaskNotRetryable(str(task_id), task.status)
+        await self._publish(task_id)
+        return TaskAccepted(
+            task_id=task_id, status=TaskStatus.queued, status_url=f"/v1/tasks/{task_id}"
+        )
+
+    async def _publish(self, task_id: uuid.UUID) -> None:
+        try:
+            with anyio.fail_after(self.settings.publish_timeout_s * 2):
+                await anyio.to_thread.run_sync(publish_course_task, self.celery, task_id)
+        except Exception as exc:  # the ledger holds the write; the sweeper will publish it
+            log.warning("publish of task %s failed, left to the sweeper: %r", task_id, exc)
+            try:
+                async with transaction(self.sessionmaker) as session:
+                    await TaskRepository(session).mark_unpublished(task_id)
+            except Exception:
+                log.warning("could not clear the publish stamp of task %s", task_id)
 
     @staticmethod
     def _replay(known: IdempotencyKey, request: IdempotencyRequest) -> TaskAccepted:

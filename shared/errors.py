@@ -77,6 +77,17 @@ class IdempotencyKeyConflict(CoursewiseError):
         )
 
 
+class TaskNotRetryable(CoursewiseError):
+    status_code = 409
+    code = "task_not_retryable"
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(
+            f"Task {task_id!r} is {status}; only failed tasks can be retried.",
+            [ErrorDetail(["path", "task_id"], self.code, f"status is {status}")],
+        )
+
+
 class InvalidRequest(CoursewiseError):
     status_code = 422
     code = "validation_error"

@@ -10,11 +10,49 @@ from shared.settings import Settings
 
 APPLY_COURSE_WRITES = "coursewise.courses.apply_writes"
 REQUEUE_STALE_TASKS = "coursewise.maintenance.requeue_stale_tasks"
+RECONCILE_INDEX = "coursewise.maintenance.reconcile_index"
+
+
+TASK_EXCHANGE = "coursewise.tasks"
+DEAD_LETTER_EXCHANGE = "coursewise.dead-letter"
+DEAD_LETTER_QUEUE = "coursewise.dead-letter"
+
+
+def task_queues(settings: Settings) -> list[Queue]:
+    """Quorum queues: replicated, and with a delivery limit, after which a message that keeps
+    killing its consumer is dead-lettered instead of redelivered forever. The exchange is a
+    topic exchange because Celery's native delayed delivery (retry countdowns on quorum queues)
+    binds through it."""
+    exchange = Exchange(TASK_EXCHANGE, type="topic", durable=True)
+    arguments = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": settings.delivery_limit,
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+    }
+    return [
+        Queue(name, exchange, routing_key=name, durable=True, queue_arguments=arguments)
+        for name in (settings.course_queue, settings.maintenance_queue)
+    ]
+
+
+def dead_letter_queue() -> Queue:
+    exchange = Exchange(DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
+    return Queue(
+        DEAD_LETTER_QUEUE, exchange, durable=True, queue_arguments={"x-queue-type": "quorum"}
+    )
+
+
+def declare_topology(app: Celery) -> None:
+    """Declare the exchanges and queues, the dead-letter queue included (nobody consumes it, so
+    no worker would declare it)."""
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in [*app.conf.task_queues, dead_letter_queue()]:
+            queue.bind(channel).declare()
 
 
 def build_celery(settings: Settings) -> Celery:
     app = Celery("coursewise", broker=settings.broker_url)
-    exchange = Exchange("coursewise", type="direct", durable=True)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -25,25 +63,25 @@ def build_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_default_delivery_mode="persistent",
-        task_queues=[
-            Queue(settings.course_queue, exchange, routing_key=settings.course_queue, durable=True),
-            Queue(
-                settings.maintenance_queue,
-                exchange,
-                routing_key=settings.maintenance_queue,
-                durable=True,
-            ),
-        ],
+        task_queues=task_queues(settings),
         task_default_queue=settings.course_queue,
-        task_default_exchange="coursewise",
+        task_default_exchange=TASK_EXCHANGE,
+        task_default_exchange_type="topic",
+        # Below RabbitMQ's consumer timeout (30 min by default), so a task is stopped by Celery
+        # before the broker closes the channel under it.
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        task_time_limit=settings.task_soft_time_limit_s + 60,
         task_routes={
             APPLY_COURSE_WRITES: {
                 "queue": settings.course_queue,
                 "routing_key": settings.course_queue,
             },
-            REQUEUE_STALE_TASKS: {
-                "queue": settings.maintenance_queue,
-                "routing_key": settings.maintenance_queue,
+            **{
+                name: {
+                    "queue": settings.maintenance_queue,
+                    "routing_key": settings.maintenance_queue,
+                }
+                for name in (REQUEUE_STALE_TASKS, RECONCILE_INDEX)
             },
         },
         # Wait for RabbitMQ to confirm each publish: a 202 is only as good as the message.

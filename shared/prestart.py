@@ -14,6 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
+from shared.messaging import build_celery, declare_topology
 from shared.milvus import connect, ensure_collection
 from shared.settings import Settings, get_settings
 
@@ -62,6 +63,12 @@ def main() -> None:
     asyncio.run(ensure_database(settings))
     migrate(settings)
     log.info("database migrated to head")
+    celery = build_celery(settings)
+    try:
+        declare_topology(celery)
+    finally:
+        celery.close()
+    log.info("rabbitmq queues declared")
     milvus = connect(settings)
     ensure_collection(milvus, settings.milvus_collection, settings.embedding_dim)
     milvus.close()

@@ -40,7 +40,14 @@ class Settings(BaseSettings):
     # A task stuck in `processing` this long (its worker died with the message) is re-published.
     stuck_processing_after_s: int = Field(default=1800, ge=60)
     sweep_interval_s: float = Field(default=30.0, gt=0)
+    # How often PostgreSQL and Milvus are compared and the differences repaired.
+    reconcile_interval_s: float = Field(default=600.0, gt=0)
     task_max_retries: int = Field(default=8, ge=0)
+    # Deliveries of one message before RabbitMQ dead-letters it (quorum queue delivery limit).
+    delivery_limit: int = Field(default=5, ge=1)
+    # Publishes of one task before the sweeper gives up and marks it failed.
+    max_publishes: int = Field(default=5, ge=1)
+    task_soft_time_limit_s: int = Field(default=1500, ge=10)
     # Courses applied and indexed per step of a bulk task (progress is recorded after each).
     apply_chunk_size: int = Field(default=1000, ge=1)
 

@@ -9,7 +9,7 @@ from typing import Any
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from shared.logging import configure_logging
-from shared.messaging import REQUEUE_STALE_TASKS, build_celery
+from shared.messaging import RECONCILE_INDEX, REQUEUE_STALE_TASKS, build_celery
 from shared.settings import get_settings
 
 configure_logging()
@@ -22,6 +22,11 @@ celery_app.conf.update(
             "task": REQUEUE_STALE_TASKS,
             "schedule": settings.sweep_interval_s,
             "options": {"expires": settings.sweep_interval_s},
+        },
+        "reconcile-index": {
+            "task": RECONCILE_INDEX,
+            "schedule": settings.reconcile_interval_s,
+            "options": {"expires": settings.reconcile_interval_s},
         },
     },
 )

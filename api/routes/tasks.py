@@ -3,11 +3,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.deps import SessionDep
-from api.errors import ERROR_RESPONSES, NOT_FOUND
+from api.deps import DispatcherDep, SessionDep
+from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
 from shared.pagination import decode_cursor, encode_cursor
 from shared.tasks.repository import TaskRepository
-from shared.tasks.schemas import TaskOut, TaskPage, TaskStatus, TaskType
+from shared.tasks.schemas import TaskAccepted, TaskOut, TaskPage, TaskStatus, TaskType
 from shared.tasks.service import get_task, task_out
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -21,6 +21,23 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 )
 async def read_task(task_id: Annotated[uuid.UUID, Path()], session: SessionDep) -> TaskOut:
     return await get_task(TaskRepository(session), task_id)
+
+
+@router.post(
+    "/{task_id}/retry",
+    summary="Queue a failed task again",
+    status_code=202,
+    response_model=TaskAccepted,
+    responses={
+        **ERROR_RESPONSES,
+        **NOT_FOUND,
+        409: {"model": ErrorResponse, "description": "The task is not failed"},
+    },
+)
+async def retry_task(
+    task_id: Annotated[uuid.UUID, Path()], dispatcher: DispatcherDep
+) -> TaskAccepted:
+    return await dispatcher.retry(task_id)
 
 
 @router.get(

@@ -103,11 +103,33 @@ class TaskRepository:
             .values(status=TaskStatus.failed, error=error, finished_at=func.now())
         )
 
+    async def requeue_failed(self, task_id: uuid.UUID) -> bool:
+        """Put a failed task back in the queue, with its original version (a newer write that
+        landed meanwhile still wins). False if the task is not failed."""
+        result = await self.session.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.status == TaskStatus.failed)
+            .values(
+                status=TaskStatus.queued,
+                applied=0,
+                failed=0,
+                errors=[],
+                error=None,
+                started_at=None,
+                finished_at=None,
+                last_published_at=func.now(),
+                publish_count=Task.publish_count + 1,
+            )
+            .returning(Task.id)
+        )
+        return result.scalar_one_or_none() is not None
+
     async def due_for_publish(
         self, *, now: datetime, requeue_after: timedelta, stuck_after: timedelta, limit: int
-    ) -> list[uuid.UUID]:
-        """Tasks whose message may be gone: queued and unpublished (or published long ago),
-        or processing for far longer than any task takes (the worker died holding it)."""
+    ) -> list[tuple[uuid.UUID, int]]:
+        """(id, publishes so far) of tasks whose message may be gone: queued and unpublished
+        (or published long ago), or processing for far longer than any task takes (the worker
+        died holding it)."""
         queued_stale = (Task.status == TaskStatus.queued) & or_(
             Task.last_published_at.is_(None), Task.last_published_at < now - requeue_after
         )
@@ -115,10 +137,10 @@ class TaskRepository:
             func.coalesce(Task.last_published_at, Task.started_at) < now - stuck_after
         )
         query = (
-            select(Task.id)
+            select(Task.id, Task.publish_count)
             .where(or_(queued_stale, processing_stuck))
             .order_by(Task.seq)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return list((await self.session.scalars(query)).all())
+        return [(row[0], row[1]) for row in (await self.session.execute(query)).all()]

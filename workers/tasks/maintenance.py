@@ -5,9 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 from celery import current_app, shared_task
 
+from shared.catalog.reconcile import reconcile
 from shared.db import transaction
-from shared.messaging import REQUEUE_STALE_TASKS, publish_course_task
+from shared.messaging import RECONCILE_INDEX, REQUEUE_STALE_TASKS, publish_course_task
+from shared.tasks.idempotency import IdempotencyRepository
 from shared.tasks.repository import TaskRepository
+from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
 
 log = logging.getLogger(__name__)
@@ -23,9 +26,20 @@ async def requeue_stale(rt: WorkerRuntime, *, limit: int = 500) -> int:
             stuck_after=timedelta(seconds=rt.settings.stuck_processing_after_s),
             limit=limit,
         )
-        for task_id in due:
+        for task_id, publishes in due:
+            if publishes >= rt.settings.max_publishes:
+                # Its message was dead-lettered, or every worker that takes it dies: stop here.
+                await repo.fail(
+                    task_id,
+                    f"gave up after {publishes} deliveries: the message was dead-lettered or "
+                    "its worker was lost every time (see the dead-letter queue)",
+                )
+                continue
             publish_course_task(current_app, task_id)
             await repo.mark_published(task_id)
+        pruned = await IdempotencyRepository(session).prune()
+    if pruned:
+        log.info("pruned %d expired idempotency key(s)", pruned)
     if due:
         log.warning("re-published %d task(s) whose message may have been lost", len(due))
     return len(due)
@@ -34,3 +48,24 @@ async def requeue_stale(rt: WorkerRuntime, *, limit: int = 500) -> int:
 @shared_task(name=REQUEUE_STALE_TASKS, ignore_result=True)
 def requeue_stale_tasks() -> int:
     return runtime().run(requeue_stale(runtime()))
+
+
+@shared_task(
+    name=RECONCILE_INDEX,
+    ignore_result=True,
+    autoretry_for=(TransientError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def reconcile_index() -> dict[str, int]:
+    rt = runtime()
+    try:
+        report = rt.run(
+            reconcile(rt.sessionmaker, rt.milvus, rt.settings.milvus_collection, rt.indexer)
+        )
+    except Exception as exc:
+        if is_transient(exc):
+            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        raise
+    log.info("reconciliation: %s", report.as_dict())
+    return report.as_dict()
