@@ -2,13 +2,16 @@
 (async client) and the workers (sync client) perform."""
 
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from pymilvus import DataType, MilvusClient
+from pymilvus import AsyncMilvusClient, DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from shared.catalog.schemas import CourseFilters
 from shared.settings import Settings
+
+T = TypeVar("T")
 
 SCALAR_FIELDS = [
     "version",
@@ -62,6 +65,35 @@ def ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
         if not client.has_collection(name):
             raise
     client.load_collection(name)
+
+
+def is_not_loaded(exc: BaseException) -> bool:
+    """The collection exists but is not loaded (e.g. after the Milvus server restarted)."""
+    message = str(getattr(exc, "message", exc)).lower()
+    return isinstance(exc, MilvusException) and ("released" in message or "not loaded" in message)
+
+
+def loaded(client: MilvusClient, collection: str, call: Callable[[], T]) -> T:
+    """Run a Milvus call, loading the collection and trying once more if it was released."""
+    try:
+        return call()
+    except MilvusException as exc:
+        if not is_not_loaded(exc):
+            raise
+        client.load_collection(collection)
+        return call()
+
+
+async def loaded_async(
+    client: AsyncMilvusClient, collection: str, call: Callable[[], Awaitable[T]]
+) -> T:
+    try:
+        return await call()
+    except MilvusException as exc:
+        if not is_not_loaded(exc):
+            raise
+        await client.load_collection(collection)
+        return await call()
 
 
 def literal(value: str) -> str:

@@ -3,6 +3,7 @@ Lite server and the real model, with real worker and API processes. Each run get
 database, vhost, collection and ports, and removes them afterwards."""
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -33,6 +34,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         elif "/e2e/" in path:
             item.add_marker(pytest.mark.e2e)
+        elif "/faults/" in path:
+            item.add_marker(pytest.mark.faults)
+    # Fault injection restarts shared services (RabbitMQ): run it after everything else.
+    items.sort(key=lambda item: "/faults/" in str(item.path))
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -48,7 +53,7 @@ async def _pg(sql: str) -> None:
 
 
 class Names:
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str = RUN_ID) -> None:
         self.database = f"coursewise_test_{run_id}"
         self.vhost = f"coursewise_test_{run_id}"
         self.collection = f"courses_test_{run_id}"
@@ -59,50 +64,38 @@ def names() -> Names:
     return Names(RUN_ID)
 
 
-@pytest.fixture(scope="session")
-def stack_env(names: Names) -> Iterator[dict[str, str]]:
-    """Settings for this run's processes, pointing at this run's own names."""
+@contextlib.contextmanager
+def isolated_env(names: Names) -> Iterator[dict[str, str]]:
+    """This run's own database and vhost (removed afterwards), and settings pointing at them."""
     pg_base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     asyncio.run(_pg(f'CREATE DATABASE "{names.database}"'))
     _rabbitmqctl("add_vhost", names.vhost)
     _rabbitmqctl("set_permissions", "-p", names.vhost, "guest", ".*", ".*", ".*")
-    env = {
-        "COURSEWISE_DATABASE_URL": f"{pg_base}/{names.database}",
-        "COURSEWISE_BROKER_URL": f"{AMQP_BASE}/{names.vhost}",
-        "COURSEWISE_MILVUS_URI": f"http://127.0.0.1:{free_port()}",
-        "COURSEWISE_MILVUS_COLLECTION": names.collection,
-        "COURSEWISE_SWEEP_INTERVAL_S": "2",
-        "COURSEWISE_REQUEUE_AFTER_S": "30",
-    }
-    previous = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)  # for in-process tests that build Settings() themselves
-    from shared.settings import get_settings
-
-    get_settings.cache_clear()
     try:
-        yield env
+        yield {
+            "COURSEWISE_DATABASE_URL": f"{pg_base}/{names.database}",
+            "COURSEWISE_BROKER_URL": f"{AMQP_BASE}/{names.vhost}",
+            "COURSEWISE_MILVUS_URI": f"http://127.0.0.1:{free_port()}",
+            "COURSEWISE_MILVUS_COLLECTION": names.collection,
+            "COURSEWISE_SWEEP_INTERVAL_S": "2",
+            "COURSEWISE_REQUEUE_AFTER_S": "30",
+        }
     finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{names.database}" WITH (FORCE)'))
         _rabbitmqctl("delete_vhost", names.vhost)
 
 
-@pytest.fixture(scope="session")
-def stack(stack_env: dict[str, str]) -> Iterator[LocalStack]:
-    """Milvus Lite, migrations, a worker, beat and the API, for the whole session."""
-    var_dir = Path(tempfile.mkdtemp(prefix=f"coursewise-test-{RUN_ID}-"))
-    local = LocalStack(env=stack_env, var_dir=var_dir, api_port=free_port())
+@contextlib.contextmanager
+def running_stack(env: dict[str, str], label: str, api_workers: int = 1) -> Iterator[LocalStack]:
+    """Milvus Lite, migrations, a worker, beat and the API, stopped by pid afterwards."""
+    var_dir = Path(tempfile.mkdtemp(prefix=f"coursewise-{label}-{RUN_ID}-"))
+    local = LocalStack(env=env, var_dir=var_dir, api_port=free_port())
     with local.running():
         local.start_milvus(var_dir / "milvus-data")
         local.prestart()
         local.start_worker()
         local.start_beat()
-        local.start_api(workers=2)  # several API processes share the one Milvus server
+        local.start_api(workers=api_workers)
         yield local
     for name in ("api", "worker", "beat", "milvus"):
         log = var_dir / f"{name}.log"
@@ -110,6 +103,33 @@ def stack(stack_env: dict[str, str]) -> Iterator[LocalStack]:
             print(f"\n--- {name}.log had a traceback: {log}")
     if os.environ.get("COURSEWISE_KEEP_TEST_LOGS") != "1":
         shutil.rmtree(var_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack_env(names: Names) -> Iterator[dict[str, str]]:
+    """Settings for this run's processes, pointing at this run's own names."""
+    with isolated_env(names) as env:
+        previous = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)  # for in-process tests that build Settings() themselves
+        from shared.settings import get_settings
+
+        get_settings.cache_clear()
+        try:
+            yield env
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_env: dict[str, str]) -> Iterator[LocalStack]:
+    # Several API processes share the one Milvus server.
+    with running_stack(stack_env, "test", api_workers=2) as local:
+        yield local
 
 
 @pytest.fixture(scope="session")
@@ -134,3 +154,12 @@ def accept(response: httpx.Response) -> str:
     body = response.json()
     assert body["status_url"] == f"/v1/tasks/{body['task_id']}"
     return str(body["task_id"])
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.faults.test_faults import REPORT
+
+    if REPORT:
+        terminalreporter.section("fault injection")
+        for line in REPORT:
+            terminalreporter.write_line(line)

@@ -16,6 +16,9 @@ configure_logging()
 settings = get_settings()
 celery_app = build_celery(settings)
 celery_app.conf.update(
+    # A child loads the model in worker_process_init (seconds, more under load); with Celery's
+    # 4 s default it is killed before it reports up, again and again, after every pool restart.
+    worker_proc_alive_timeout=120,
     include=["workers.tasks.courses", "workers.tasks.maintenance"],
     beat_schedule={
         "requeue-stale-tasks": {

@@ -19,7 +19,7 @@ from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import embedding_text
 from shared.db import transaction
 from shared.embedding import Embedder
-from shared.milvus import entity, literal
+from shared.milvus import entity, literal, loaded
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,15 @@ class CourseIndexer:
         if not ids:
             return {}
         expression = f"id in [{', '.join(literal(i) for i in ids)}]"
-        rows = self.milvus.query(
+        rows = loaded(
+            self.milvus,
             self.collection,
-            filter=expression,
-            output_fields=["content_hash", "vector"],
-            limit=len(ids),
+            lambda: self.milvus.query(
+                self.collection,
+                filter=expression,
+                output_fields=["content_hash", "vector"],
+                limit=len(ids),
+            ),
         )
         return {row["id"]: (row["content_hash"], list(row["vector"])) for row in rows}
 
@@ -135,9 +139,17 @@ class CourseIndexer:
             ]
             started = time.perf_counter()
             if entities:
-                self.milvus.upsert(self.collection, entities)
+                loaded(
+                    self.milvus,
+                    self.collection,
+                    lambda: self.milvus.upsert(self.collection, entities),
+                )
             if gone:
-                self.milvus.delete(self.collection, ids=gone)
+                loaded(
+                    self.milvus,
+                    self.collection,
+                    lambda: self.milvus.delete(self.collection, ids=gone),
+                )
             report.milvus_seconds += time.perf_counter() - started
             await repo.mark_indexed(
                 {row.id: row.version for row in current.values() if not _in_sync(row)}

@@ -51,6 +51,7 @@ async def reconcile(
     batch: int = 1000,
 ) -> ReconcileReport:
     report = ReconcileReport()
+    milvus.load_collection(collection)  # a no-op when loaded; needed after a Milvus restart
     in_milvus = milvus_versions(milvus, collection)
     async with sessionmaker() as session:
         rows = (

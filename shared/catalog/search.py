@@ -12,7 +12,7 @@ from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import CourseFilters, ScoredCourse, course_out
 from shared.embedding import Embedder
 from shared.errors import CourseNotFound, CourseNotIndexed
-from shared.milvus import filter_expression, literal
+from shared.milvus import filter_expression, literal, loaded_async
 
 
 class QueryCache:
@@ -58,7 +58,11 @@ class CourseSearch:
             kwargs["offset"] = offset
         if expression:
             kwargs["filter"] = expression
-        hits = await self.milvus.search(self.collection, data=[vector], **kwargs)
+        hits = await loaded_async(
+            self.milvus,
+            self.collection,
+            lambda: self.milvus.search(self.collection, data=[vector], **kwargs),
+        )
         return [(hit["id"], float(hit["distance"])) for hit in hits[0]]
 
     async def _hydrate(
@@ -92,8 +96,12 @@ class CourseSearch:
     ) -> list[ScoredCourse]:
         if await repo.get_live(course_id) is None:
             raise CourseNotFound(course_id)
-        found = await self.milvus.query(
-            self.collection, filter=f"id == {literal(course_id)}", output_fields=["vector"]
+        found = await loaded_async(
+            self.milvus,
+            self.collection,
+            lambda: self.milvus.query(
+                self.collection, filter=f"id == {literal(course_id)}", output_fields=["vector"]
+            ),
         )
         if not found:
             raise CourseNotIndexed(course_id)

@@ -56,12 +56,14 @@ async def apply_chunk(
                 outcome.errors.append(
                     _item_error(index, item.get("id"), "invalid_course", str(exc))
                 )
-        await repo.get_many([r["id"] for r in records], lock=True)  # fixed lock order: no deadlocks
+        # One lock order (by id) for existing rows and for new ones alike: no deadlocks.
+        records.sort(key=lambda record: record["id"])
+        await repo.get_many([r["id"] for r in records], lock=True)
         await repo.upsert_many(records, version=version)
         outcome.applied = len(records)
         outcome.touched = [r["id"] for r in records]
     elif operation == "delete":
-        ids = [item["id"] for _, item in items]
+        ids = sorted(item["id"] for _, item in items)
         await repo.get_many(ids, lock=True)
         await repo.tombstone_many(ids, version=version)
         outcome.applied = len(ids)

@@ -1,0 +1,198 @@
+"""Drives a stream of writes through the HTTP API while a fault is injected, then checks the
+outcome against an in-memory model of what was accepted."""
+
+import asyncio
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from shared.catalog.indexing import CourseIndexer
+from shared.catalog.reconcile import reconcile
+from shared.db import create_engine, create_sessionmaker
+from shared.embedding import get_embedder
+from shared.milvus import connect
+from shared.settings import Settings
+
+
+@dataclass
+class Write:
+    method: str
+    path: str
+    body: Any
+    key: str
+    course_id: str
+    title: str | None  # None: a delete
+
+
+@dataclass
+class Outcome:
+    accepted: dict[str, str] = field(default_factory=dict)  # idempotency key -> task id
+    duplicated: int = 0  # a retried key that produced a second task
+    rejected: int = 0  # never answered 202 despite client retries (not part of the model)
+    writes: list[Write] = field(default_factory=list)
+
+
+def course(course_id: str, title: str) -> dict[str, Any]:
+    return {
+        "id": course_id,
+        "title": title,
+        "description": f"{title}: practical lessons on topic {title.rsplit('-', 1)[-1]}.",
+        "level": "beginner",
+        "skills": ["faults"],
+    }
+
+
+def plan(prefix: str, count: int, seed: int) -> list[Write]:
+    """Creates, updates of the same courses, deletes, and repeats of earlier requests with
+    their idempotency key (a client retrying)."""
+    rng = random.Random(seed)
+    ids = [f"{prefix}:{i}" for i in range(max(10, count // 8))]
+    writes: list[Write] = []
+    for n in range(count):
+        roll = rng.random()
+        if writes and roll < 0.1:
+            writes.append(rng.choice(writes))  # the same request again, same key
+            continue
+        course_id = rng.choice(ids)
+        if roll < 0.25:
+            path = f"/v1/courses/{course_id}"
+            writes.append(Write("DELETE", path, None, uuid.uuid4().hex, course_id, None))
+        else:
+            title = f"course {n}"
+            body = course(course_id, title)
+            writes.append(Write("POST", "/v1/courses", body, uuid.uuid4().hex, course_id, title))
+    return writes
+
+
+def send(api: httpx.Client, write: Write, attempts: int = 30) -> str | None:
+    """A well-behaved client: retries on errors and 5xx with the same Idempotency-Key."""
+    for attempt in range(attempts):
+        try:
+            response = api.request(
+                write.method, write.path, json=write.body, headers={"Idempotency-Key": write.key}
+            )
+            if response.status_code == 202:
+                return str(response.json()["task_id"])
+            if response.status_code < 500:
+                raise AssertionError(f"{write.method} {write.path}: {response.text}")
+        except httpx.TransportError:
+            pass
+        time.sleep(min(0.2 * 2**attempt, 2.0))
+    return None
+
+
+def drive(api: httpx.Client, writes: list[Write], pace_s: float) -> Outcome:
+    outcome = Outcome()
+    for write in writes:
+        task_id = send(api, write)
+        if task_id is None:
+            outcome.rejected += 1
+            continue
+        known = outcome.accepted.get(write.key)
+        if known is None:
+            outcome.accepted[write.key] = task_id
+            outcome.writes.append(write)
+        elif known != task_id:
+            outcome.duplicated += 1
+        time.sleep(pace_s)
+    return outcome
+
+
+def in_background(action: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=action, daemon=True)
+    thread.start()
+    return thread
+
+
+def drain(api: httpx.Client, task_ids: list[str], timeout: float) -> dict[str, dict]:
+    """Wait until every task is finished; failed ones are retried once (the operator's move)."""
+    deadline = time.monotonic() + timeout
+    tasks: dict[str, dict] = {}
+    retried: set[str] = set()
+    pending = set(task_ids)
+    while pending and time.monotonic() < deadline:
+        for task_id in list(pending):
+            try:
+                task = api.get(f"/v1/tasks/{task_id}").json()
+            except httpx.HTTPError:
+                continue
+            tasks[task_id] = task
+            if task["status"] == "succeeded":
+                pending.discard(task_id)
+            elif task["status"] == "failed" and task_id not in retried:
+                retried.add(task_id)
+                api.post(f"/v1/tasks/{task_id}/retry")
+            elif task["status"] == "failed":
+                pending.discard(task_id)
+        time.sleep(0.5)
+    return tasks
+
+
+def expected_state(outcome: Outcome, tasks: dict[str, dict]) -> dict[str, tuple[str, int]]:
+    """The live courses after applying every accepted write once, in acceptance order."""
+    ordered = sorted(
+        (tasks[outcome.accepted[w.key]]["seq"], w)
+        for w in outcome.writes
+        if w.key in outcome.accepted
+    )
+    state: dict[str, tuple[str, int]] = {}
+    for seq, write in ordered:
+        if write.title is None:
+            state.pop(write.course_id, None)
+        else:
+            state[write.course_id] = (write.title, seq)
+    return state
+
+
+def actual_state(api: httpx.Client, prefix: str) -> dict[str, tuple[str, int]]:
+    state: dict[str, tuple[str, int]] = {}
+    cursor = None
+    while True:
+        params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        page = api.get("/v1/courses", params=params).json()
+        for item in page["items"]:
+            if item["id"].startswith(prefix + ":"):
+                state[item["id"]] = (item["title"], item["version"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return state
+
+
+def milvus_state(settings: Settings, prefix: str) -> dict[str, int]:
+    client = connect(settings)
+    try:
+        rows = client.query(
+            settings.milvus_collection,
+            filter=f'id like "{prefix}:%"',
+            output_fields=["version"],
+            limit=16384,
+        )
+    finally:
+        client.close()
+    return {row["id"]: int(row["version"]) for row in rows}
+
+
+def reconcile_finds(settings: Settings) -> int:
+    """What a reconciliation would still repair (0 when PostgreSQL and Milvus agree)."""
+
+    async def run() -> int:
+        engine = create_engine(settings)
+        milvus = connect(settings)
+        sessionmaker = create_sessionmaker(engine)
+        indexer = CourseIndexer(
+            sessionmaker, milvus, settings.milvus_collection, get_embedder(settings)
+        )
+        try:
+            report = await reconcile(sessionmaker, milvus, settings.milvus_collection, indexer)
+            return report.missing + report.stale + report.orphaned + report.unindexed
+        finally:
+            milvus.close()
+            await engine.dispose()
+
+    return asyncio.run(run())
