@@ -82,6 +82,12 @@ def test_queues_are_quorum_with_a_delivery_limit_and_dead_letter(
 def test_reconciliation_repairs_missing_stale_and_orphaned_entries(api: httpx.Client) -> None:
     ids = [f"recon:{uuid.uuid4().hex[:8]}:{i}" for i in range(4)]
     wait_task(api, accept(api.post("/v1/courses/bulk", json=[course(i) for i in ids])))
+
+    async def baseline(ctx: Any, client: Any, collection: str) -> None:
+        sessionmaker, indexer = ctx
+        await reconcile(sessionmaker, client, collection, indexer)  # whatever others left
+
+    run(baseline)
     settings = get_settings()
     milvus = connect(settings)
     try:
