@@ -26,7 +26,13 @@ SCALAR_FIELDS = [
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"uri": settings.milvus_uri, "timeout": settings.milvus_timeout_s}
+    kwargs: dict[str, Any] = {
+        "uri": settings.milvus_uri,
+        "timeout": settings.milvus_timeout_s,
+        # gRPC servers refuse keepalive pings more frequent than they allow (5 min by default,
+        # which Milvus Lite keeps) with GOAWAY "too many pings", dropping the connection.
+        "grpc_options": {"grpc.keepalive_time_ms": settings.milvus_keepalive_s * 1000},
+    }
     if settings.milvus_token is not None:
         kwargs["token"] = settings.milvus_token.get_secret_value()
     return kwargs

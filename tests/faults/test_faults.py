@@ -139,3 +139,6 @@ def test_accepted_writes_survive(faulty: tuple[LocalStack, Settings, Names], sce
     assert actual == expected
     assert in_milvus == {course_id: version for course_id, (_, version) in expected.items()}
     assert harness.reconcile_finds(settings) == 0
+    # One event loop and one pool per worker child, made after fork, across every task so far.
+    worker_logs = [p.log.read_text(errors="replace") for p in stack.processes if p.name == "worker"]
+    assert not any("attached to a different loop" in log for log in worker_logs)

@@ -9,29 +9,17 @@ import pytest
 from pymilvus import MilvusClient
 
 from infra.local.stack import LocalStack
-from shared.catalog.indexing import CourseIndexer
 from shared.catalog.repository import CourseRepository
 from shared.catalog.writes import apply_chunk
-from shared.db import create_engine, create_sessionmaker, transaction
-from shared.embedding import get_embedder
-from shared.milvus import connect
+from shared.db import transaction
 from shared.settings import get_settings
+from tests.support import stores
 
 
 def run(test: Callable[[Any, MilvusClient, str], Awaitable[None]]) -> None:
     async def main() -> None:
-        settings = get_settings()
-        engine = create_engine(settings)
-        milvus = connect(settings)
-        sessionmaker = create_sessionmaker(engine)
-        indexer = CourseIndexer(
-            sessionmaker, milvus, settings.milvus_collection, get_embedder(settings)
-        )
-        try:
-            await test((sessionmaker, indexer), milvus, settings.milvus_collection)
-        finally:
-            milvus.close()
-            await engine.dispose()
+        async with stores(get_settings()) as s:
+            await test((s.sessionmaker, s.indexer), s.milvus, s.collection)
 
     asyncio.run(main())
 

@@ -3,15 +3,18 @@ broker topology, and reconciliation of Milvus with PostgreSQL."""
 
 import asyncio
 import subprocess
+import time
 import uuid
 from typing import Any
 
 import httpx
+from kombu import Connection
 from sqlalchemy import text
 
 from api.cli import main as cli
 from shared.catalog.reconcile import reconcile
 from shared.db import create_engine, create_sessionmaker, transaction
+from shared.messaging import APPLY_COURSE_WRITES, DEAD_LETTER_QUEUE, TASK_EXCHANGE
 from shared.milvus import connect
 from shared.settings import get_settings
 from tests.conftest import Names, accept, wait_task
@@ -124,3 +127,43 @@ def test_reconciliation_repairs_missing_stale_and_orphaned_entries(api: httpx.Cl
             assert versions[course_id] == version
 
     run(body)
+
+
+def test_a_poison_message_ends_in_the_dead_letter_queue(names: Names, api: httpx.Client) -> None:
+    """A message no worker may process (here: pickle, which workers refuse) is rejected and
+    dead-lettered once, not redelivered in a loop."""
+    settings = get_settings()
+
+    def dead_letters() -> int:
+        listing = subprocess.run(
+            ["rabbitmqctl", "-q", "list_queues", "-p", names.vhost, "name", "messages"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        counts = dict(line.split("\t") for line in listing.splitlines()[1:])
+        return int(counts.get(DEAD_LETTER_QUEUE, "0"))
+
+    before = dead_letters()
+    with Connection(settings.broker_url) as connection:
+        producer = connection.Producer()
+        producer.publish(
+            b"\x80\x04N.",
+            exchange=TASK_EXCHANGE,
+            routing_key=settings.course_queue,
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
+            headers={"task": APPLY_COURSE_WRITES, "id": str(uuid.uuid4())},
+            delivery_mode=2,
+        )
+
+    deadline = time.monotonic() + 30
+    while dead_letters() < before + 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # and it stays there: not redelivered, not duplicated
+    assert dead_letters() == before + 1
+    # The worker is still consuming normally afterwards.
+    task = wait_task(
+        api, accept(api.post("/v1/courses", json=course(f"after-poison:{uuid.uuid4().hex[:6]}")))
+    )
+    assert task["status"] == "succeeded"
