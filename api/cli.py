@@ -4,6 +4,10 @@ coursewise tasks list --status failed
 coursewise tasks retry TASK_ID [TASK_ID ...]
 coursewise tasks retry --all-failed
 coursewise reconcile            # queue a reconciliation of Milvus with PostgreSQL now
+coursewise keys create --name acme --scope write [--expires-in 90d]
+coursewise keys list | coursewise keys revoke KEY_ID
+
+HTTP commands send COURSEWISE_API_KEY (or --api-key) as a Bearer token.
 """
 
 import argparse
@@ -15,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from api import keys_cli
 from shared.messaging import RECONCILE_INDEX, build_celery
 from shared.settings import get_settings
 
@@ -77,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--api", default=os.environ.get("COURSEWISE_API_URL", "http://127.0.0.1:8000")
     )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("COURSEWISE_API_KEY"),
+        help="sent as a Bearer token (default: $COURSEWISE_API_KEY)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     tasks = commands.add_parser("tasks", help="the task ledger").add_subparsers(
         dest="action", required=True
@@ -92,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     retry.set_defaults(handler=_retry)
     reconcile = commands.add_parser("reconcile", help="repair Milvus from PostgreSQL now")
     reconcile.set_defaults(handler=_reconcile)
+    keys_cli.add_parser(commands)
 
     args = parser.parse_args(argv)
     if (
@@ -100,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         and not (args.task_ids or args.all_failed)
     ):
         parser.error("name task ids, or --all-failed")
-    with httpx.Client(base_url=args.api, timeout=30) as api:
+    if args.command == "keys":
+        return keys_cli.run(args)
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    with httpx.Client(base_url=args.api, timeout=30, headers=headers) as api:
         return int(args.handler(api, args))
 
 

@@ -8,8 +8,10 @@ import anyio
 from fastapi import FastAPI
 from pymilvus import AsyncMilvusClient
 
+from api.auth import KeyCache
 from api.errors import install_error_handlers
-from api.routes import courses, health, search, tasks
+from api.limits import BodySizeLimit
+from api.routes import courses, health, keys, search, tasks
 from api.write_path import WriteDispatcher
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
@@ -38,6 +40,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.milvus = milvus
     app.state.dispatcher = WriteDispatcher(sessionmaker, celery, settings)
     app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
+    app.state.key_cache = KeyCache(settings.api_key_cache_s)
     log.info("api ready")
     try:
         yield
@@ -58,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (health, courses, search, tasks):
+    app.add_middleware(BodySizeLimit, settings=settings)
+    for module in (health, courses, search, tasks, keys):
         app.include_router(module.router)
     return app
 
