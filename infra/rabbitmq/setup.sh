@@ -20,7 +20,7 @@ put() {
     echo " PUT $1"
 }
 
-put "/vhosts/$VHOST" '{"description": "Coursewise", "default_queue_type": "quorum"}'
+put "/vhosts/$VHOST" '{"description": "Coursewise"}'
 put "/users/$RABBITMQ_APP_USER" "{\"password\": \"$RABBITMQ_APP_PASSWORD\", \"tags\": \"\"}"
 put "/permissions/$VHOST/$RABBITMQ_APP_USER" '{"configure": ".*", "write": ".*", "read": ".*"}'
 echo "rabbitmq: vhost $VHOST and user $RABBITMQ_APP_USER ready"
