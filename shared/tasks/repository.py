@@ -136,9 +136,17 @@ class TaskRepository:
     ) -> list[tuple[uuid.UUID, int]]:
         """(id, publishes so far) of tasks whose message may be gone: queued and unpublished
         (or published long ago), or processing for far longer than any task takes (the worker
-        died holding it)."""
+        died holding it).
+
+        The wait doubles with every publish: a message that is only waiting behind a long
+        backlog is not lost, and re-publishing it at a fixed pace would both flood the queue
+        with duplicates and run the task out of publishes while it waits its turn."""
+        doublings = func.least(func.greatest(Task.publish_count - 1, 0), 10)
+        wait = func.make_interval(
+            0, 0, 0, 0, 0, 0, requeue_after.total_seconds() * func.power(2, doublings)
+        )
         queued_stale = (Task.status == TaskStatus.queued) & or_(
-            Task.last_published_at.is_(None), Task.last_published_at < now - requeue_after
+            Task.last_published_at.is_(None), Task.last_published_at < now - wait
         )
         processing_stuck = (Task.status == TaskStatus.processing) & (
             func.coalesce(Task.last_published_at, Task.started_at) < now - stuck_after

@@ -9,9 +9,10 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
-from infra.local.stack import BIN, ROOT, LocalStack
+from infra.local.stack import ROOT, LocalStack
 
 MAX_EXAMPLES = os.environ.get("COURSEWISE_FUZZ_EXAMPLES", "25")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -24,7 +25,8 @@ def test_no_input_breaks_the_api(stack: LocalStack, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     result = subprocess.run(
         [
-            str(BIN / "schemathesis"), "--config-file", str(CONFIG),
+            sys.executable, str(Path(__file__).with_name("run_schemathesis.py")),
+            "--config-file", str(CONFIG),
             "run", f"{stack.api_url}/openapi.json",
             "--checks", "all",
             "--mode", "all",

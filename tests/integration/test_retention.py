@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from api.write_path import WriteDispatcher
+from infra.local.stack import LocalStack
 from shared.access.repository import RateCounterRepository
 from shared.access.service import RATE_WINDOW_S
 from shared.db import create_engine, create_sessionmaker, transaction
@@ -20,7 +21,7 @@ from shared.tasks.schemas import TaskType
 from workers.tasks.maintenance import prune
 
 
-def test_full_backlog_refuses_writes_with_503(stack_env: dict[str, str]) -> None:
+def test_full_backlog_refuses_writes_with_503(stack: LocalStack) -> None:
     async def scenario() -> BacklogFull:
         settings = Settings(max_pending_tasks=1)
         engine = create_engine(settings)
@@ -54,7 +55,7 @@ async def _count(sessionmaker: object) -> int:
         return int(await session.scalar(select(func.count()).select_from(Task)))
 
 
-def test_prune_removes_only_what_retention_allows(stack_env: dict[str, str]) -> None:
+def test_prune_removes_only_what_retention_allows(stack: LocalStack) -> None:
     settings = Settings(task_retention_days=30)
     long_ago = datetime.now(UTC) - timedelta(days=40)
 
@@ -115,3 +116,57 @@ def test_prune_removes_only_what_retention_allows(stack_env: dict[str, str]) -> 
     assert result["keys"] == 0
     pruned = result["pruned"]
     assert isinstance(pruned, dict) and pruned["tasks"] >= 1 and pruned["rate_counters"] >= 1
+
+
+def test_republishing_backs_off_so_a_long_backlog_is_not_given_up(stack: LocalStack) -> None:
+    """A queued task's message may just be waiting behind a backlog: each re-publish waits
+    twice as long as the one before, instead of burning through the publishes at a fixed pace."""
+    requeue_after = timedelta(seconds=100)
+
+    async def scenario() -> dict[str, bool]:
+        engine = create_engine(Settings())
+        sessionmaker = create_sessionmaker(engine)
+        try:
+            # One transaction, rolled back: the live sweeper never sees these rows.
+            async with sessionmaker() as session:
+                repo = TaskRepository(session)
+                now = datetime.now(UTC)
+                cases = {
+                    # (publishes so far, seconds since the last one): due?
+                    "first wait over": (1, 150),
+                    "second wait not over": (2, 150),
+                    "second wait over": (2, 250),
+                    "fifth wait not over": (5, 1500),
+                    "fifth wait over": (5, 1700),
+                }
+                ids = {}
+                for name, (publishes, ago) in cases.items():
+                    task = await repo.create(type="course.upsert", payload={}, received=0)
+                    await session.execute(
+                        update(Task)
+                        .where(Task.id == task.id)
+                        .values(
+                            publish_count=publishes,
+                            last_published_at=now - timedelta(seconds=ago),
+                        )
+                    )
+                    ids[task.id] = name
+                due = await repo.due_for_publish(
+                    now=now,
+                    requeue_after=requeue_after,
+                    stuck_after=timedelta(hours=1),
+                    limit=10_000,
+                )
+                due_names = {ids[task_id] for task_id, _ in due if task_id in ids}
+                await session.rollback()
+                return {name: name in due_names for name in cases}
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == {
+        "first wait over": True,
+        "second wait not over": False,
+        "second wait over": True,
+        "fifth wait not over": False,  # 100 s * 2**4 = 1,600 s
+        "fifth wait over": True,
+    }
