@@ -113,9 +113,8 @@ def test_prune_removes_only_what_retention_allows(stack: LocalStack) -> None:
 
     result = asyncio.run(scenario())
     assert result["left"] == {"old_done": False, "recent_done": True, "old_pending": True}
+    # Who pruned is a race with the stack's own beat sweep; what is left is not.
     assert result["keys"] == 0
-    pruned = result["pruned"]
-    assert isinstance(pruned, dict) and pruned["tasks"] >= 1 and pruned["rate_counters"] >= 1
 
 
 def test_republishing_backs_off_so_a_long_backlog_is_not_given_up(stack: LocalStack) -> None:
