@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import SearchDep, SessionDep
+from api.deps import ReadSessionDep, SearchDep
 from api.errors import ERROR_RESPONSES
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import CourseFilters, ScoredCoursePage
@@ -20,7 +20,7 @@ MAX_OFFSET = 1000
     responses=ERROR_RESPONSES,
 )
 async def search_courses(
-    session: SessionDep,
+    session: ReadSessionDep,
     search: SearchDep,
     q: Annotated[str, Query(min_length=1, max_length=500, description="what to look for")],
     filters: Annotated[CourseFilters, Query()],

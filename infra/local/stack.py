@@ -8,6 +8,7 @@ traffic between two data directories.
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -94,14 +95,21 @@ class LocalStack:
         env = {**os.environ, **self.env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         return env
 
-    def spawn(self, name: str, args: list[str]) -> Process:
+    def metrics_dir(self, name: str) -> Path:
+        """An empty directory for the metric files of one process group (its processes' sums)."""
+        path = self.var_dir / "metrics" / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Process:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         log = self.var_dir / f"{name}.log"
         with log.open("ab") as handle:
             popen = subprocess.Popen(
                 args,
                 cwd=ROOT,
-                env=self._env(),
+                env={**self._env(), **(env or {})},
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -137,8 +145,13 @@ class LocalStack:
         if result.returncode != 0:
             raise RuntimeError(f"prestart failed:\n{result.stdout}\n{result.stderr}")
 
-    def start_worker(self, name: str = "worker", concurrency: int = 1) -> Process:
+    def start_worker(
+        self, name: str = "worker", concurrency: int = 1, metrics_port: int | None = None
+    ) -> Process:
         queues = "coursewise.courses,coursewise.maintenance"
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir(name))}
+        if metrics_port is not None:
+            env["COURSEWISE_WORKER_METRICS_PORT"] = str(metrics_port)
         return self.spawn(
             name,
             [
@@ -146,6 +159,7 @@ class LocalStack:
                 "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h", "--loglevel=INFO",
                 "--without-mingle", "--without-gossip",
             ],
+            env,
         )  # fmt: skip
 
     def start_beat(self) -> Process:
@@ -167,6 +181,7 @@ class LocalStack:
                 str(BIN / "uvicorn"), "api.main:app", "--host", "127.0.0.1",
                 "--port", str(self.api_port), "--workers", str(workers), "--no-access-log",
             ],
+            {"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir("api"))},
         )  # fmt: skip
         self._wait(process, lambda: self.answers(ready_path), timeout)
         return process
@@ -179,6 +194,29 @@ class LocalStack:
                 f"--port={self.flower_port}", "--address=127.0.0.1",
             ],
         )  # fmt: skip
+
+    def start_explorer(self, port: int, timeout: float = 60) -> Process:
+        """The catalogue explorer (Streamlit), reading the API of this stack."""
+        process = self.spawn(
+            "explorer",
+            [
+                str(BIN / "streamlit"), "run", str(ROOT / "api" / "explorer" / "app.py"),
+                "--server.address", "127.0.0.1", "--server.port", str(port),
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                "--server.fileWatcherType", "none",
+            ],
+            {"COURSEWISE_EXPLORER_API_URL": self.api_url},
+        )  # fmt: skip
+
+        def healthy() -> bool:
+            try:
+                url = f"http://127.0.0.1:{port}/_stcore/health"
+                return httpx.get(url, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        self._wait(process, healthy, timeout)
+        return process
 
     def answers(self, path: str) -> bool:
         try:
