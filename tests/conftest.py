@@ -93,7 +93,8 @@ def running_stack(env: dict[str, str], label: str, api_workers: int = 1) -> Iter
     with local.running():
         local.start_milvus(var_dir / "milvus-data")
         local.prestart()
-        local.start_worker()
+        local.worker_metrics_port = free_port()
+        local.start_worker(metrics_port=local.worker_metrics_port)
         local.start_beat()
         local.start_api(workers=api_workers)
         yield local

@@ -85,6 +85,7 @@ class LocalStack:
     var_dir: Path
     api_port: int = 8000
     flower_port: int = 5555
+    worker_metrics_port: int | None = None
     processes: list[Process] = field(default_factory=list)
 
     @property
