@@ -131,6 +131,8 @@ def read_rows(path: Path, format: str, mapping: Mapping) -> Iterator[Row]:
     if format == "csv":
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
+            if reader.fieldnames is None:  # reads the header, so line numbers start right
+                return
             while True:
                 start = reader.line_num + 1
                 try:
