@@ -1,13 +1,14 @@
 """Metrics and request ids, against the running stack (API with two processes, a worker)."""
 
 import json
+import re
 import time
 import uuid
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.local.stack import LocalStack
+from infra.local.stack import ROOT, LocalStack
 from tests.conftest import accept, wait_task
 
 
@@ -70,9 +71,11 @@ def test_write_moves_worker_task_metrics_and_state_gauges(
 
     after = scrape(worker_url)
     tasks = {"type": "course.upsert", "outcome": "succeeded"}
-    assert value(after, "coursewise_tasks_total", **tasks) - value(
-        before, "coursewise_tasks_total", **tasks
-    ) >= 1
+    assert (
+        value(after, "coursewise_tasks_total", **tasks)
+        - value(before, "coursewise_tasks_total", **tasks)
+        >= 1
+    )
     duration = "coursewise_task_duration_seconds_count"
     assert value(after, duration, **tasks) > value(before, duration, **tasks)
     embedded = "coursewise_embedded_courses_total"
@@ -131,3 +134,28 @@ def test_a_request_id_is_generated_when_missing_or_unsafe(api: httpx.Client) -> 
     unsafe = api.get("/healthz", headers={"X-Request-ID": "two words\tand a tab"})
     assert unsafe.headers["X-Request-ID"] not in ("two words\tand a tab", generated)
     assert len(unsafe.headers["X-Request-ID"]) == 32
+
+
+def test_every_metric_on_the_grafana_dashboard_is_exported(
+    stack: LocalStack, api: httpx.Client
+) -> None:
+    # After at least one write, so every labelled series exists.
+    assert wait_task(api, accept(api.post("/v1/courses", json=course("obs-dashboard"))))
+    dashboard = json.loads(
+        (ROOT / "infra" / "grafana" / "dashboards" / "coursewise.json").read_text()
+    )
+    wanted = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bcoursewise_[a-z_]+", target["expr"])
+    }
+    exported = {
+        name
+        for url in (
+            f"{stack.api_url}/metrics",
+            f"http://127.0.0.1:{stack.worker_metrics_port}/metrics",
+        )
+        for name, _ in scrape(url)
+    }
+    assert wanted and wanted <= exported, sorted(wanted - exported)
