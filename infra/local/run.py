@@ -1,8 +1,8 @@
 """README command 1: the whole service on this machine with its embedded defaults.
 
 Checks PostgreSQL and RabbitMQ, starts a Milvus Lite server, migrates, starts the API, a worker,
-beat, Flower and the catalogue explorer, loads the demo catalog through the write API, prints where everything is, and
-stops every process it started on Ctrl-C.
+beat, Flower and the catalogue explorer, loads the demo catalog through the write API, prints
+where everything is, and stops every process it started on Ctrl-C.
 """
 
 import argparse
