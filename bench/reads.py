@@ -143,8 +143,14 @@ def main() -> None:
                 "GET /v1/courses?level=beginner": lambda c: c.get(
                     "/v1/courses", params={"level": "beginner", "limit": 20}
                 ),
-                "GET /v1/search": lambda c: c.get(
+                # Repeated queries hit the API's query-embedding cache ...
+                "GET /v1/search (8 repeated queries)": lambda c: c.get(
                     "/v1/search", params={"q": random.choice(QUERIES), "limit": 10}
+                ),
+                # ... unique ones embed every query: the realistic worst case.
+                "GET /v1/search (unique queries)": lambda c: c.get(
+                    "/v1/search",
+                    params={"q": f"{random.choice(QUERIES)} {uuid.uuid4().hex[:6]}", "limit": 10},
                 ),
                 "GET /v1/courses/{id}/similar": lambda c: c.get(
                     f"/v1/courses/{random.choice(ids)}/similar", params={"limit": 10}
