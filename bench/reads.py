@@ -160,6 +160,7 @@ def main() -> None:
             }
             for name, call in scenarios.items():
                 before = cpu_seconds(stack)
+                load_before = time.process_time()
                 started = time.perf_counter()
                 count, errors, latencies = asyncio.run(
                     drive(call, stack.api_url, args.concurrency, args.seconds)
@@ -167,6 +168,7 @@ def main() -> None:
                 elapsed = time.perf_counter() - started
                 after = cpu_seconds(stack)
                 spent = {k: (after[k] - before[k]) / elapsed for k in after}
+                spent["load"] = (time.process_time() - load_before) / elapsed
                 results.append((name, count, errors, latencies, spent))
                 time.sleep(2)
     finally:
@@ -180,7 +182,10 @@ def main() -> None:
         f"API: {args.api_workers} uvicorn processes; {len(courses)} courses; "
         f"{args.seconds:.0f} s each"
     )
-    print("| endpoint | req/s | p50 ms | p95 ms | errors | cores busy (API / Milvus / worker) |")
+    print(
+        "| endpoint | req/s | p50 ms | p95 ms | errors "
+        "| cores busy: API / Milvus / worker / load generator |"
+    )
     print("|---|---|---|---|---|---|")
     for name, count, errors, latencies, spent in results:
         rate = count / args.seconds
@@ -188,7 +193,7 @@ def main() -> None:
             f"| {name} | {rate:.0f} | {percentile(latencies, 0.5) * 1000:.0f} | "
             f"{percentile(latencies, 0.95) * 1000:.0f} | {errors} | "
             f"{spent.get('api', 0):.2f} / {spent.get('milvus', 0):.2f} / "
-            f"{spent.get('worker', 0):.2f} |"
+            f"{spent.get('worker', 0):.2f} / {spent['load']:.2f} |"
         )
     print(f"(cores busy: CPU seconds per second of wall time; this machine has {os.cpu_count()})")
 
