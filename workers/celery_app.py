@@ -5,6 +5,7 @@ celery -A workers.celery_app beat
 """
 
 import os
+import sys
 import tempfile
 from typing import Any
 
@@ -22,7 +23,12 @@ from shared.settings import get_settings
 
 configure_logging()
 settings = get_settings()
-if settings.worker_metrics_port is not None and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+serving_worker = "worker" in sys.argv[1:]  # not beat, Flower or `inspect`
+if (
+    serving_worker
+    and settings.worker_metrics_port is not None
+    and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+):
     # Children write their metrics to files the main process sums; set before any metric exists.
     # Launchers should give an empty directory per worker (see docs/operations.md).
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coursewise-worker-metrics-")
