@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ingest.add_argument("--list-separator", default=";")
     ingest.add_argument("--batch-size", type=int, default=500, help="courses per bulk request")
-    ingest.add_argument("--state", help="progress file (default: FILE.coursewise-ingest.json)")
+    ingest.add_argument(
+        "--state", help="progress file (default: var/ingest/FILE.<hash>.json in this directory)"
+    )
     ingest.add_argument("--restart", action="store_true", help="forget earlier progress")
     ingest.add_argument("--no-wait", action="store_true", help="send, but do not wait for tasks")
     ingest.add_argument("--timeout", type=float, default=3600, help="seconds to wait for tasks")

@@ -4,7 +4,8 @@ the write API as NDJSON bulk requests, followed to the end of its tasks, resumab
 Every row is accounted for by its line in the file: applied, failed (with the reason: a 422
 detail of the bulk request, or a per-item error of its task), or superseded by a later row with
 the same id. Progress is saved after every request in a state file beside the input, so an
-interrupted run resumes where it stopped; each request carries an Idempotency-Key derived from
+interrupted run resumes where it stopped (the state file is under var/ingest/ or --state); each
+request carries an Idempotency-Key derived from
 its body, so a request whose answer was lost is not applied twice.
 """
 
@@ -203,6 +204,7 @@ class IngestState:
     version: int = STATE_VERSION
 
     def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".tmp")
         partial.write_text(json.dumps(asdict(self)))
         os.replace(partial, path)  # a kill mid-write leaves the previous state whole
@@ -221,7 +223,11 @@ class IngestState:
 
 
 def default_state_path(path: Path) -> Path:
-    return path.with_name(path.name + ".coursewise-ingest.json")
+    """Under var/ingest/ of the current directory (COURSEWISE_INGEST_STATE_DIR), not beside the
+    input: catalogue files often sit on read-only or shared storage."""
+    directory = Path(os.environ.get("COURSEWISE_INGEST_STATE_DIR", "var/ingest"))
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return directory / f"{path.name}.{key}.json"
 
 
 @dataclass

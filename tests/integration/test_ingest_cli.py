@@ -49,10 +49,11 @@ def test_ingest_resumes_after_a_kill_and_reports_rejected_rows(
     stack: LocalStack, api: httpx.Client, coursera_sample: tuple[Path, list[int]]
 ) -> None:
     path, bad_lines = coursera_sample
-    state_path = path.with_name(path.name + ".coursewise-ingest.json")
+    state_path = path.with_name("progress.json")
     args = coursewise(
-        stack, "ingest", str(path), "--preset", "coursera", "--batch-size", str(BATCH)
-    )
+        stack, "ingest", str(path), "--preset", "coursera", "--batch-size", str(BATCH),
+        "--state", str(state_path),
+    )  # fmt: skip
 
     first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -118,7 +119,7 @@ def test_ingest_jsonl_with_a_column_mapping(
             "--map", "description=about", "--map", "skills=tags",
             "--map", "duration_hours=hours",
         ),
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "6 row(s) read, 4 applied, 2 failed" in result.stdout
@@ -127,6 +128,9 @@ def test_ingest_jsonl_with_a_column_mapping(
     course = api.get("/v1/courses/jsonl-4").json()
     assert course["skills"] == ["gardening", "plants"] and course["duration_hours"] == 3.0
     assert api.get("/v1/courses/jsonl-2").status_code == 404
+    # Progress went to var/ingest/ under the directory it ran in, not beside the input.
+    saved = [p.name for p in (tmp_path / "var" / "ingest").iterdir()]
+    assert len(saved) == 1 and saved[0].startswith("catalogue.jsonl."), saved
 
 
 def test_tasks_show_prints_a_task(stack: LocalStack, api: httpx.Client) -> None:
