@@ -18,12 +18,12 @@ NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson
 async def read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"The body is larger than {max_bytes} bytes.")
+        raise _too_large(max_bytes)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise PayloadTooLarge(f"The body is larger than {max_bytes} bytes.")
+            raise _too_large(max_bytes)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -64,6 +64,11 @@ def _decode_ndjson(body: bytes) -> tuple[list[Any], list[ErrorDetail]]:
             problems.append(ErrorDetail(["body", len(items)], "json_invalid", str(exc)))
             items.append(None)
     return items, problems
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    message = f"The body is larger than {max_bytes} bytes."
+    return PayloadTooLarge(message, [ErrorDetail(["body"], "payload_too_large", message)])
 
 
 def _too_many(count: int, limit: int, media: str) -> PayloadTooLarge:

@@ -7,9 +7,10 @@ coursewise tasks retry TASK_ID [TASK_ID ...]
 coursewise tasks retry --all-failed
 coursewise reconcile            # queue a reconciliation of Milvus with PostgreSQL now
 coursewise reindex              # the same: re-index what is missing, stale or unindexed
+coursewise keys create --name acme --scope write [--expires-in 90d]
+coursewise keys list | coursewise keys revoke KEY_ID
 
-Every command reads the API at --api (COURSEWISE_API_URL) and sends --api-key
-(COURSEWISE_API_KEY) as `Authorization: Bearer KEY` when set.
+HTTP commands send COURSEWISE_API_KEY (or --api-key) as a Bearer token.
 """
 
 import argparse
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from api import keys_cli
 from api.ingest import (
     PRESETS,
     IngestError,
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--api-key",
         default=os.environ.get("COURSEWISE_API_KEY"),
-        help="sent as `Authorization: Bearer KEY` (default: COURSEWISE_API_KEY)",
+        help="sent as a Bearer token (default: $COURSEWISE_API_KEY)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     ingest = commands.add_parser(
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "reindex", help="re-index courses missing, stale or unindexed in Milvus (= reconcile)"
     )
     reindex.set_defaults(handler=_reconcile)
+    keys_cli.add_parser(commands)
 
     args = parser.parse_args(argv)
     if (
@@ -211,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         and not (args.task_ids or args.all_failed)
     ):
         parser.error("name task ids, or --all-failed")
+    if args.command == "keys":
+        return keys_cli.run(args)
     if args.command == "ingest" and args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}

@@ -60,12 +60,15 @@ def pydantic_details(errors: Any, prefix: tuple[str | int, ...] = ()) -> list[Er
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+_HTTP_LOCS = {404: "path", 405: "method", 413: "body"}
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CoursewiseError)
     async def _domain(_: Request, exc: CoursewiseError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+        return error_response(
+            exc.status_code, exc.code, exc.message, exc.details, headers=exc.headers()
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -77,7 +80,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        loc: list[str | int] = [_HTTP_LOCS.get(exc.status_code, "request")]
+        details = [ErrorDetail(loc, code, str(exc.detail))]
+        return error_response(exc.status_code, code, str(exc.detail), details, headers=exc.headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
@@ -107,7 +112,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorResponse,
+        "description": "No API key, or an unknown, revoked or expired one",
+    },
+    403: {"model": ErrorResponse, "description": "The API key lacks the scope this needs"},
+    413: {"model": ErrorResponse, "description": "The request body is too large"},
     422: {"model": ErrorResponse, "description": "Invalid input: every problem, with its location"},
+    429: {
+        "model": ErrorResponse,
+        "description": "Rate limit or pending-task cap hit; see Retry-After",
+    },
     503: {"model": ErrorResponse, "description": "A dependency is unavailable; retry later"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {

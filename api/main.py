@@ -8,9 +8,11 @@ import anyio
 from fastapi import FastAPI
 from pymilvus import AsyncMilvusClient
 
+from api.auth import KeyCache
 from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
 from api.observability import ObservabilityMiddleware
-from api.routes import courses, health, metrics, search, tasks
+from api.routes import courses, health, keys, metrics, search, tasks
 from api.write_path import WriteDispatcher
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
@@ -44,6 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.milvus = milvus
     app.state.dispatcher = WriteDispatcher(sessionmaker, celery, settings)
     app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
+    app.state.key_cache = KeyCache(settings.api_key_cache_s)
     log.info("api ready")
     try:
         yield
@@ -67,8 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, settings=settings)
+    # Added last, so outermost: every response (413s included) carries the request id.
     app.add_middleware(ObservabilityMiddleware)
-    for module in (health, courses, search, tasks, metrics):
+    for module in (health, courses, search, tasks, keys, metrics):
         app.include_router(module.router)
     return app
 

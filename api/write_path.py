@@ -15,8 +15,16 @@ from celery import Celery
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.access.service import Caller
 from shared.db import transaction
-from shared.errors import IdempotencyKeyConflict, TaskNotFound, TaskNotRetryable
+from shared.errors import (
+    BacklogFull,
+    ErrorDetail,
+    IdempotencyKeyConflict,
+    TaskNotFound,
+    TaskNotRetryable,
+    TooManyPendingTasks,
+)
 from shared.logging import current_request_id
 from shared.messaging import publish_course_task
 from shared.settings import Settings
@@ -54,6 +62,7 @@ class WriteDispatcher:
         type: TaskType,
         items: list[dict[str, Any]],
         idempotency: IdempotencyRequest | None = None,
+        owner: str | None = None,
     ) -> TaskAccepted:
         if idempotency is not None:
             async with self.sessionmaker() as session:
@@ -62,6 +71,7 @@ class WriteDispatcher:
                 )
             if known is not None:
                 return self._replay(known, idempotency)
+        await self._check_backlog(owner)
         try:
             async with transaction(self.sessionmaker) as session:
                 # The request id rides along in the payload too, so a re-publish by the sweeper
@@ -70,7 +80,7 @@ class WriteDispatcher:
                 if (request_id := current_request_id()) is not None:
                     payload["request_id"] = request_id
                 task = await TaskRepository(session).create(
-                    type=type.value, payload=payload, received=len(items)
+                    type=type.value, payload=payload, received=len(items), owner=owner
                 )
                 if idempotency is not None and not await IdempotencyRepository(session).claim(
                     idempotency.scope,
@@ -93,6 +103,28 @@ class WriteDispatcher:
         return TaskAccepted(
             task_id=task.id, status=TaskStatus.queued, status_url=f"/v1/tasks/{task.id}"
         )
+
+    async def _check_backlog(self, owner: str | None) -> None:
+        """Refuse new work while the backlog is full. Counted, not locked: concurrent writes
+        may overshoot a cap by a few tasks, which is fine for a guard against runaway growth."""
+        async with self.sessionmaker() as session:
+            repo = TaskRepository(session)
+            if owner is not None:
+                mine = await repo.count_pending(owner)
+                if mine >= self.settings.max_pending_tasks_per_owner:
+                    raise TooManyPendingTasks(
+                        f"{mine} of your tasks are still queued or processing (the cap is "
+                        f"{self.settings.max_pending_tasks_per_owner}); wait for them to finish.",
+                        [ErrorDetail(["body"], "too_many_pending_tasks", "backlog cap reached")],
+                        retry_after_s=10,
+                    )
+            everyone = await repo.count_pending()
+        if everyone >= self.settings.max_pending_tasks:
+            raise BacklogFull(
+                "The service has too much queued work right now; retry later.",
+                [ErrorDetail(["body"], "backlog_full", "the service's backlog cap reached")],
+                retry_after_s=30,
+            )
 
     async def retry(self, task_id: uuid.UUID) -> TaskAccepted:
         """Queue a failed task again (operators, after fixing what made it fail)."""
@@ -131,14 +163,11 @@ class WriteDispatcher:
         )
 
 
-# Until callers authenticate, all of them share one idempotency scope.
-PUBLIC_SCOPE = "public"
-
-
 def idempotency_request(
-    request: Request, key: str | None, items: list[dict[str, Any]]
+    request: Request, caller: Caller, key: str | None, items: list[dict[str, Any]]
 ) -> IdempotencyRequest | None:
+    """Keys are scoped to the caller's owner: two partners may pick the same key."""
     if key is None:
         return None
     fingerprint = request_fingerprint(request.method, request.url.path, items)
-    return IdempotencyRequest(scope=PUBLIC_SCOPE, key=key, request_hash=fingerprint)
+    return IdempotencyRequest(scope=f"owner:{caller.owner}", key=key, request_hash=fingerprint)

@@ -51,6 +51,7 @@ def percentile(values: list[float], q: float) -> float:
 async def drive(
     call: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
     api_url: str,
+    api_key: str | None,
     concurrency: int,
     seconds: float,
 ) -> tuple[int, int, list[float]]:
@@ -58,7 +59,10 @@ async def drive(
     errors = 0
     deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=limits) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(
+        base_url=api_url, timeout=60, limits=limits, headers=headers
+    ) as client:
 
         async def user() -> None:
             nonlocal errors
@@ -119,9 +123,10 @@ def main() -> None:
         with stack.running():
             stack.start_milvus(var_dir / "milvus-data")
             stack.prestart()
+            stack.api_key = stack.create_key("bench", ["admin"], rate_limit=1_000_000)
             stack.start_worker()
             stack.start_api(workers=args.api_workers)
-            with httpx.Client(base_url=stack.api_url, timeout=120) as api:
+            with stack.client(timeout=120) as api:
                 body = "\n".join(json.dumps(c) for c in courses).encode()
                 accepted = api.post(
                     "/v1/courses/bulk",
@@ -163,7 +168,7 @@ def main() -> None:
                 load_before = time.process_time()
                 started = time.perf_counter()
                 count, errors, latencies = asyncio.run(
-                    drive(call, stack.api_url, args.concurrency, args.seconds)
+                    drive(call, stack.api_url, stack.api_key, args.concurrency, args.seconds)
                 )
                 elapsed = time.perf_counter() - started
                 after = cpu_seconds(stack)

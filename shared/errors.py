@@ -27,6 +27,9 @@ class CoursewiseError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class NotFound(CoursewiseError):
     status_code = 404
@@ -106,3 +109,71 @@ class UnsupportedMediaType(CoursewiseError):
 class DependencyUnavailable(CoursewiseError):
     status_code = 503
     code = "dependency_unavailable"
+
+
+class Unauthenticated(CoursewiseError):
+    """No usable API key: missing, unknown, revoked or expired (the message says which)."""
+
+    status_code = 401
+    code = "unauthenticated"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"{reason} Send `Authorization: Bearer <api key>`.",
+            [ErrorDetail(["header", "authorization"], self.code, reason)],
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class InsufficientScope(CoursewiseError):
+    status_code = 403
+    code = "insufficient_scope"
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        super().__init__(
+            f"This API key lacks the {scope!r} scope.",
+            [ErrorDetail(["header", "authorization"], self.code, f"needs scope {scope!r}")],
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{self.scope}"'}
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"API key {key_id!r} does not exist.",
+            [ErrorDetail(["path", "key_id"], self.code, "no API key with this id")],
+        )
+
+
+@dataclass
+class _RetryLater(CoursewiseError):
+    retry_after_s: int = 1
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, self.retry_after_s))}
+
+
+class RateLimited(_RetryLater):
+    status_code = 429
+    code = "rate_limited"
+
+
+class TooManyPendingTasks(_RetryLater):
+    """The caller's own backlog is full: its earlier writes must drain first."""
+
+    status_code = 429
+    code = "too_many_pending_tasks"
+
+
+class BacklogFull(_RetryLater):
+    """All callers together have too much queued: shed load instead of growing the queue."""
+
+    status_code = 503
+    code = "backlog_full"

@@ -1,8 +1,9 @@
 """Every table, imported in one place so Alembic sees the whole schema."""
 
+from shared.access.models import ApiKey, RateCounter
 from shared.catalog.models import Course
 from shared.db import Base
 from shared.tasks.idempotency import IdempotencyKey
 from shared.tasks.models import Task
 
-__all__ = ["Base", "Course", "IdempotencyKey", "Task"]
+__all__ = ["ApiKey", "Base", "Course", "IdempotencyKey", "RateCounter", "Task"]

@@ -60,6 +60,26 @@ class Settings(BaseSettings):
     # How long an Idempotency-Key is remembered (then the same key starts a new write).
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
 
+    # --- access control and abuse limits ----------------------------------------------------
+    # Reads without an API key. Off by default; the local demo (infra/local/run.sh) turns it on.
+    public_reads: bool = False
+    # How long a checked API key is trusted before it is looked up again: a revocation takes
+    # effect within this many seconds on every API process.
+    api_key_cache_s: float = Field(default=10.0, ge=0)
+    rate_limit_enabled: bool = True
+    # Requests per minute per API key (a key may carry its own), and per address for anonymous
+    # public reads.
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    anonymous_rate_limit_per_minute: int = Field(default=120, ge=1)
+    # Any request body other than a bulk upload.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Unfinished tasks one owner may have before its writes get 429, and all owners together
+    # before writes get 503: the backlog stays bounded instead of growing without end.
+    max_pending_tasks_per_owner: int = Field(default=200, ge=1)
+    max_pending_tasks: int = Field(default=5000, ge=1)
+    # Finished tasks (and their payloads) are deleted this long after they finish.
+    task_retention_days: float = Field(default=30.0, gt=0)
+
     # --- operations ---------------------------------------------------------------------
     # A read replica for the read routes (courses, search); empty means database_url.
     database_read_url: str | None = None

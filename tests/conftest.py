@@ -79,6 +79,10 @@ def isolated_env(names: Names) -> Iterator[dict[str, str]]:
             "COURSEWISE_MILVUS_COLLECTION": names.collection,
             "COURSEWISE_SWEEP_INTERVAL_S": "2",
             "COURSEWISE_REQUEUE_AFTER_S": "30",
+            # The suites write faster than any client should; the caps have their own tests.
+            "COURSEWISE_MAX_PENDING_TASKS_PER_OWNER": "100000",
+            "COURSEWISE_MAX_PENDING_TASKS": "100000",
+            "COURSEWISE_API_KEY_CACHE_S": "1",
         }
     finally:
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{names.database}" WITH (FORCE)'))
@@ -93,6 +97,7 @@ def running_stack(env: dict[str, str], label: str, api_workers: int = 1) -> Iter
     with local.running():
         local.start_milvus(var_dir / "milvus-data")
         local.prestart()
+        local.api_key = local.create_key("test-admin", ["admin"], rate_limit=1_000_000)
         local.worker_metrics_port = free_port()
         local.start_worker(metrics_port=local.worker_metrics_port)
         local.start_beat()
@@ -135,7 +140,8 @@ def stack(stack_env: dict[str, str]) -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="session")
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+    """A client with this run's admin key."""
+    with stack.client(timeout=60) as client:
         yield client
 
 

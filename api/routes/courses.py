@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, status
 
+from api.auth import ReaderDep, WriterDep
 from api.bulk import NDJSON_TYPES, parse_bulk
 from api.deps import DispatcherDep, IdempotencyKeyDep, ReadSessionDep, SearchDep, SettingsDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
@@ -40,11 +41,18 @@ ACCEPTED: dict[str, Any] = {
 
 @router.post("", summary="Create or replace a course", **ACCEPTED)
 async def upsert_course(
-    course: CourseIn, request: Request, dispatcher: DispatcherDep, key: IdempotencyKeyDep
+    caller: WriterDep,
+    course: CourseIn,
+    request: Request,
+    dispatcher: DispatcherDep,
+    key: IdempotencyKeyDep,
 ) -> TaskAccepted:
     items = [course.to_record()]
     return await dispatcher.accept(
-        TaskType.course_upsert, items, idempotency_request(request, key, items)
+        TaskType.course_upsert,
+        items,
+        idempotency_request(request, caller, key, items),
+        caller.owner,
     )
 
 
@@ -77,16 +85,24 @@ async def upsert_course(
     },
 )
 async def bulk_upsert_courses(
-    request: Request, dispatcher: DispatcherDep, settings: SettingsDep, key: IdempotencyKeyDep
+    caller: WriterDep,
+    request: Request,
+    dispatcher: DispatcherDep,
+    settings: SettingsDep,
+    key: IdempotencyKeyDep,
 ) -> TaskAccepted:
     items = [course.to_record() for course in await parse_bulk(request, settings)]
     return await dispatcher.accept(
-        TaskType.course_bulk_upsert, items, idempotency_request(request, key, items)
+        TaskType.course_bulk_upsert,
+        items,
+        idempotency_request(request, caller, key, items),
+        caller.owner,
     )
 
 
 @router.patch("/{course_id}", summary="Change some fields of a course", **ACCEPTED)
 async def patch_course(
+    caller: WriterDep,
     course_id: CourseIdPath,
     patch: Annotated[CoursePatch, Body()],
     request: Request,
@@ -95,22 +111,30 @@ async def patch_course(
 ) -> TaskAccepted:
     items = [{"id": course_id, "changes": patch.changes()}]
     return await dispatcher.accept(
-        TaskType.course_patch, items, idempotency_request(request, key, items)
+        TaskType.course_patch, items, idempotency_request(request, caller, key, items), caller.owner
     )
 
 
 @router.delete("/{course_id}", summary="Delete a course", **ACCEPTED)
 async def delete_course(
-    course_id: CourseIdPath, request: Request, dispatcher: DispatcherDep, key: IdempotencyKeyDep
+    caller: WriterDep,
+    course_id: CourseIdPath,
+    request: Request,
+    dispatcher: DispatcherDep,
+    key: IdempotencyKeyDep,
 ) -> TaskAccepted:
     items = [{"id": course_id}]
     return await dispatcher.accept(
-        TaskType.course_delete, items, idempotency_request(request, key, items)
+        TaskType.course_delete,
+        items,
+        idempotency_request(request, caller, key, items),
+        caller.owner,
     )
 
 
 @router.get("", summary="List courses", response_model=CoursePage, responses=ERROR_RESPONSES)
 async def list_courses(
+    _: ReaderDep,
     session: ReadSessionDep,
     filters: FiltersQuery,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -132,7 +156,7 @@ async def list_courses(
     response_model=CourseOut,
     responses={**ERROR_RESPONSES, **NOT_FOUND},
 )
-async def get_course(course_id: CourseIdPath, session: ReadSessionDep) -> CourseOut:
+async def get_course(_: ReaderDep, course_id: CourseIdPath, session: ReadSessionDep) -> CourseOut:
     row = await CourseRepository(session).get_live(course_id)
     if row is None:
         raise CourseNotFound(course_id)
@@ -150,6 +174,7 @@ async def get_course(course_id: CourseIdPath, session: ReadSessionDep) -> Course
     },
 )
 async def similar_courses(
+    _: ReaderDep,
     course_id: CourseIdPath,
     session: ReadSessionDep,
     search: SearchDep,

@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.auth import ReaderDep
 from api.deps import ReadSessionDep, SearchDep
 from api.errors import ERROR_RESPONSES
 from shared.catalog.repository import CourseRepository
@@ -20,6 +21,7 @@ MAX_OFFSET = 1000
     responses=ERROR_RESPONSES,
 )
 async def search_courses(
+    _: ReaderDep,
     session: ReadSessionDep,
     search: SearchDep,
     q: Annotated[str, Query(min_length=1, max_length=500, description="what to look for")],

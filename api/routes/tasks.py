@@ -3,8 +3,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from api.auth import AdminDep, KeyHolderDep
 from api.deps import DispatcherDep, SessionDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
+from shared.access.service import Caller
 from shared.pagination import decode_cursor, encode_cursor
 from shared.tasks.repository import TaskRepository
 from shared.tasks.schemas import TaskAccepted, TaskOut, TaskPage, TaskStatus, TaskType
@@ -13,14 +15,21 @@ from shared.tasks.service import get_task, task_out
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 
+def _visible_owner(caller: Caller) -> str | None:
+    """Admins see every task; any other key sees its owner's tasks only."""
+    return None if caller.is_admin else caller.owner
+
+
 @router.get(
     "/{task_id}",
     summary="One task: status, counts, per-item errors, times",
     response_model=TaskOut,
     responses={**ERROR_RESPONSES, **NOT_FOUND},
 )
-async def read_task(task_id: Annotated[uuid.UUID, Path()], session: SessionDep) -> TaskOut:
-    return await get_task(TaskRepository(session), task_id)
+async def read_task(
+    caller: KeyHolderDep, task_id: Annotated[uuid.UUID, Path()], session: SessionDep
+) -> TaskOut:
+    return await get_task(TaskRepository(session), task_id, _visible_owner(caller))
 
 
 @router.post(
@@ -35,7 +44,7 @@ async def read_task(task_id: Annotated[uuid.UUID, Path()], session: SessionDep) 
     },
 )
 async def retry_task(
-    task_id: Annotated[uuid.UUID, Path()], dispatcher: DispatcherDep
+    _: AdminDep, task_id: Annotated[uuid.UUID, Path()], dispatcher: DispatcherDep
 ) -> TaskAccepted:
     return await dispatcher.retry(task_id)
 
@@ -47,6 +56,7 @@ async def retry_task(
     responses=ERROR_RESPONSES,
 )
 async def list_tasks(
+    caller: KeyHolderDep,
     session: SessionDep,
     status: Annotated[list[TaskStatus] | None, Query(description="repeat to match any")] = None,
     type: Annotated[list[TaskType] | None, Query(description="repeat to match any")] = None,
@@ -57,6 +67,7 @@ async def list_tasks(
     rows = await TaskRepository(session).page(
         statuses=[s.value for s in status or []],
         types=[t.value for t in type or []],
+        owner=_visible_owner(caller),
         before_seq=before,
         limit=limit + 1,
     )

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 from kombu import Connection
 
 from infra.local.stack import ROOT, LocalStack, endpoint, port_open
@@ -41,17 +40,31 @@ def check_services() -> None:
         fail(f"RabbitMQ is not reachable at {host}:{port} ({type(exc).__name__}); {HINT}.")
 
 
-def load_demo_catalog(api_url: str, timeout: float = 300) -> dict:
+def local_admin_key(stack: LocalStack, key_file: Path) -> str:
+    """The key from an earlier run if it still works, else a new one (kept owner-only)."""
+    if key_file.exists():
+        key = key_file.read_text().strip()
+        with stack.client(key=key) as api:
+            if api.get("/v1/admin/keys").status_code == 200:
+                return key
+    key = stack.create_key("local-admin", ["admin"])
+    key_file.touch(mode=0o600)
+    key_file.write_text(key + "\n")
+    return key
+
+
+def load_demo_catalog(stack: LocalStack, timeout: float = 300) -> dict:
     courses = json.loads(DEMO_CATALOG.read_text())
-    accepted = httpx.post(f"{api_url}/v1/courses/bulk", json=courses, timeout=30)
-    accepted.raise_for_status()
-    status_url = api_url + accepted.json()["status_url"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = httpx.get(status_url, timeout=10).json()
-        if task["status"] in ("succeeded", "failed"):
-            return task
-        time.sleep(0.5)
+    with stack.client() as api:
+        accepted = api.post("/v1/courses/bulk", json=courses)
+        accepted.raise_for_status()
+        status_url = accepted.json()["status_url"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            task = api.get(status_url).json()
+            if task["status"] in ("succeeded", "failed"):
+                return task
+            time.sleep(0.5)
     fail(f"the demo catalog was not applied within {timeout:.0f}s; see var/local/worker.log")
     raise AssertionError
 
@@ -72,7 +85,12 @@ def main() -> None:
 
     settings = get_settings()
     var_dir = Path(os.environ.get("COURSEWISE_VAR_DIR", ROOT / "var" / "local"))
-    env = {"COURSEWISE_MILVUS_URI": settings.milvus_uri}
+    # The demo answers reads without a key (writes still need one); production keeps the
+    # default, off.
+    env = {
+        "COURSEWISE_MILVUS_URI": settings.milvus_uri,
+        "COURSEWISE_PUBLIC_READS": os.environ.get("COURSEWISE_PUBLIC_READS", "true"),
+    }
     api_port = int(os.environ.get("COURSEWISE_API_PORT", "8000"))
     flower_port = int(os.environ.get("COURSEWISE_FLOWER_PORT", "5555"))
     explorer_port = int(os.environ.get("COURSEWISE_EXPLORER_PORT", "8501"))
@@ -99,7 +117,8 @@ def main() -> None:
             stack.start_explorer(explorer_port)
         except RuntimeError as exc:
             fail(str(exc))
-        task = load_demo_catalog(stack.api_url)
+        stack.api_key = local_admin_key(stack, var_dir / "admin-key")
+        task = load_demo_catalog(stack)
         counts = task["counts"]
         print(
             f"demo catalog: {counts['applied']} of {counts['received']} courses applied "
@@ -107,6 +126,8 @@ def main() -> None:
         )
         print(
             "\nCoursewise is running:\n"
+            f"  admin API key  {stack.api_key}  (also in {var_dir}/admin-key)\n"
+            f"                 send it as `Authorization: Bearer <key>`; reads need no key here\n"
             f"  API docs       {stack.api_url}/docs\n"
             f"  explorer       http://127.0.0.1:{explorer_port}\n"
             f"  API metrics    {stack.api_url}/metrics\n"

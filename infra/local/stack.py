@@ -7,6 +7,7 @@ traffic between two data directories.
 """
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -87,6 +88,8 @@ class LocalStack:
     flower_port: int = 5555
     worker_metrics_port: int | None = None
     processes: list[Process] = field(default_factory=list)
+    # An admin key made by `create_key` after prestart; sent by `client()`.
+    api_key: str | None = None
 
     @property
     def api_url(self) -> str:
@@ -145,6 +148,28 @@ class LocalStack:
         )
         if result.returncode != 0:
             raise RuntimeError(f"prestart failed:\n{result.stdout}\n{result.stderr}")
+
+    def create_key(
+        self, name: str, scopes: list[str], owner: str | None = None, rate_limit: int | None = None
+    ) -> str:
+        """A new API key in this stack's database (through the CLI); returns its secret."""
+        args = [sys.executable, "-m", "api.cli", "keys", "create", "--name", name]
+        args += [arg for scope in scopes for arg in ("--scope", scope)]
+        if owner:
+            args += ["--owner", owner]
+        if rate_limit:
+            args += ["--rate-limit", str(rate_limit)]
+        result = subprocess.run(
+            args, cwd=ROOT, env=self._env(), capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"creating an API key failed:\n{result.stdout}\n{result.stderr}")
+        return str(json.loads(result.stdout)["key"])
+
+    def client(self, timeout: float = 30, key: str | None = None) -> httpx.Client:
+        key = key or self.api_key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.api_url, timeout=timeout, headers=headers)
 
     def start_worker(
         self, name: str = "worker", concurrency: int = 1, metrics_port: int | None = None
@@ -206,7 +231,10 @@ class LocalStack:
                 "--server.headless", "true", "--browser.gatherUsageStats", "false",
                 "--server.fileWatcherType", "none",
             ],
-            {"COURSEWISE_EXPLORER_API_URL": self.api_url},
+            {
+                "COURSEWISE_EXPLORER_API_URL": self.api_url,
+                **({"COURSEWISE_API_KEY": self.api_key} if self.api_key else {}),
+            },
         )  # fmt: skip
 
         def healthy() -> bool:

@@ -23,6 +23,8 @@ class Task(Base):
     # and the order tasks are listed in.
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
     type: Mapped[str] = mapped_column(String(32))
+    # The API key owner that made the write: only they (and admins) can see the task.
+    owner: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(16), server_default=sql("'queued'"))
     # Deferred: a bulk payload can be megabytes, and only the worker ever reads it.
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, deferred=True)
@@ -45,4 +47,17 @@ class Task(Base):
         CheckConstraint(f"type IN {TASK_TYPES}", name="type"),
         Index("ix_tasks_status_seq", "status", "seq"),
         Index("ix_tasks_type_seq", "type", "seq"),
+        Index("ix_tasks_owner_seq", "owner", "seq"),
+        # Backlog checks on every write count only unfinished tasks.
+        Index(
+            "ix_tasks_pending_owner",
+            "owner",
+            postgresql_where=sql("status IN ('queued', 'processing')"),
+        ),
+        # Retention pruning finds old finished tasks without a scan.
+        Index(
+            "ix_tasks_finished_at",
+            "finished_at",
+            postgresql_where=sql("status IN ('succeeded', 'failed')"),
+        ),
     )

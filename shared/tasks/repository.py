@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
@@ -17,12 +17,15 @@ class TaskRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def create(self, *, type: str, payload: dict[str, Any], received: int) -> Task:
+    async def create(
+        self, *, type: str, payload: dict[str, Any], received: int, owner: str | None = None
+    ) -> Task:
         # Stamped as published now: the caller publishes right after commit, and clears the stamp
         # if that fails, so the sweeper only re-publishes what really may be lost.
         task = Task(
             id=uuid.uuid4(),
             type=type,
+            owner=owner,
             payload=payload,
             received=received,
             last_published_at=func.now(),
@@ -42,10 +45,14 @@ class TaskRepository:
         *,
         statuses: Sequence[str] = (),
         types: Sequence[str] = (),
+        owner: str | None = None,
         before_seq: int | None,
         limit: int,
     ) -> list[Task]:
+        """Newest first. `owner` None means every owner's tasks (admins)."""
         query = select(Task).order_by(Task.seq.desc()).limit(limit)
+        if owner is not None:
+            query = query.where(Task.owner == owner)
         if statuses:
             query = query.where(Task.status.in_(statuses))
         if types:
@@ -165,3 +172,26 @@ class TaskRepository:
             if status == TaskStatus.queued.value and age is not None:
                 oldest = float(age)
         return counts, oldest
+
+    async def count_pending(self, owner: str | None = None) -> int:
+        """Unfinished tasks, of one owner or of everyone."""
+        query = select(func.count()).select_from(Task).where(Task.status.in_(PENDING))
+        if owner is not None:
+            query = query.where(Task.owner == owner)
+        return int(await self.session.scalar(query) or 0)
+
+    async def prune_finished(self, *, older_than: datetime, limit: int) -> int:
+        """Delete up to `limit` tasks finished before `older_than` (their idempotency keys go
+        with them)."""
+        doomed = (
+            select(Task.id)
+            .where(Task.status.in_(FINISHED), Task.finished_at < older_than)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        result = await self.session.execute(delete(Task).where(Task.id.in_(doomed)))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+PENDING = (TaskStatus.queued.value, TaskStatus.processing.value)
+FINISHED = (TaskStatus.succeeded.value, TaskStatus.failed.value)

@@ -28,8 +28,10 @@ def task_out(task: Task) -> TaskOut:
     )
 
 
-async def get_task(repo: TaskRepository, task_id: uuid.UUID) -> TaskOut:
+async def get_task(repo: TaskRepository, task_id: uuid.UUID, owner: str | None) -> TaskOut:
+    """`owner` None sees every task (admins). Another owner's task is reported missing, not
+    forbidden, so ids cannot be probed."""
     task = await repo.get(task_id)
-    if task is None:
+    if task is None or (owner is not None and task.owner != owner):
         raise TaskNotFound(str(task_id))
     return task_out(task)

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import asyncpg
-import httpx
 import pytest
 
 from infra.local.stack import LocalStack, Process
@@ -101,7 +100,7 @@ def test_accepted_writes_survive(faulty: tuple[LocalStack, Settings, Names], sce
     stack, settings, names = faulty
     prefix = "fault-" + "".join(c for c in scenario.split()[0].lower() if c.isalnum())
     writes = harness.plan(prefix, WRITES, seed=len(scenario))
-    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+    with stack.client() as api:
         fault = harness.in_background(SCENARIOS[scenario](stack, names))
         outcome = harness.drive(api, writes, PACE_S)
         fault.join(timeout=300)

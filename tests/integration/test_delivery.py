@@ -25,7 +25,7 @@ def api_without_broker(stack: LocalStack, stack_env: dict[str, str]) -> Iterator
     other = LocalStack(env=env, var_dir=stack.var_dir / "no-broker", api_port=free_port())
     with other.running():
         other.start_api(ready_path="/healthz")
-        with httpx.Client(base_url=other.api_url, timeout=60) as client:
+        with other.client(timeout=60, key=stack.api_key) as client:
             yield client
 
 

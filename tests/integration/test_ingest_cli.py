@@ -21,7 +21,8 @@ BATCH = 10
 
 
 def coursewise(stack: LocalStack, *args: str) -> list[str]:
-    return [str(BIN / "coursewise"), "--api", stack.api_url, *args]
+    key = ["--api-key", stack.api_key] if stack.api_key else []
+    return [str(BIN / "coursewise"), "--api", stack.api_url, *key, *args]
 
 
 @pytest.fixture

@@ -4,10 +4,14 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from celery import current_app, shared_task
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.access.repository import RateCounterRepository
+from shared.access.service import RATE_WINDOW_S
 from shared.catalog.reconcile import reconcile
 from shared.db import transaction
 from shared.messaging import RECONCILE_INDEX, REQUEUE_STALE_TASKS, publish_course_task
+from shared.settings import Settings
 from shared.tasks.idempotency import IdempotencyRepository
 from shared.tasks.repository import TaskRepository
 from workers.retry import TransientError, is_transient
@@ -37,12 +41,28 @@ async def requeue_stale(rt: WorkerRuntime, *, limit: int = 500) -> int:
                 continue
             publish_course_task(current_app, task_id)
             await repo.mark_published(task_id)
-        pruned = await IdempotencyRepository(session).prune()
-    if pruned:
-        log.info("pruned %d expired idempotency key(s)", pruned)
+        pruned = await prune(rt.settings, session)
+    if any(pruned.values()):
+        log.info("pruned %s", pruned)
     if due:
         log.warning("re-published %d task(s) whose message may have been lost", len(due))
     return len(due)
+
+
+async def prune(settings: Settings, session: AsyncSession) -> dict[str, int]:
+    """Retention: nothing the API records grows without end. Batched, so one sweep stays short
+    even after a long outage; the next sweeps finish the rest."""
+    now = datetime.now(UTC)
+    retention = timedelta(days=settings.task_retention_days)
+    return {
+        "idempotency_keys": await IdempotencyRepository(session).prune(),
+        "tasks": await TaskRepository(session).prune_finished(
+            older_than=now - retention, limit=1000
+        ),
+        "rate_counters": await RateCounterRepository(session).prune(
+            before_window=int(now.timestamp()) - 2 * RATE_WINDOW_S
+        ),
+    }
 
 
 @shared_task(name=REQUEUE_STALE_TASKS, ignore_result=True)

@@ -1,0 +1,1 @@
+"""API keys, scopes and per-caller rate limits."""
