@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pymilvus.exceptions import MilvusException
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.errors import CoursewiseError, ErrorDetail
 
@@ -59,8 +60,22 @@ def pydantic_details(errors: Any, prefix: tuple[str | int, ...] = ()) -> list[Er
     ]
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-_HTTP_LOCS = {404: "path", 405: "method", 413: "body"}
+_HTTP_CODES = {
+    400: "malformed_body",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+_HTTP_LOCS = {400: "body", 404: "path", 405: "method", 413: "body"}
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= set(route_methods)
+    return methods
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -78,11 +93,15 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         loc: list[str | int] = [_HTTP_LOCS.get(exc.status_code, "request")]
         details = [ErrorDetail(loc, code, str(exc.detail))]
-        return error_response(exc.status_code, code, str(exc.detail), details, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; list them all.
+            headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
+        return error_response(exc.status_code, code, str(exc.detail), details, headers=headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
@@ -112,6 +131,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body could not be read (e.g. not UTF-8)"},
     401: {
         "model": ErrorResponse,
         "description": "No API key, or an unknown, revoked or expired one",

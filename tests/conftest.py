@@ -36,8 +36,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         elif "/faults/" in path:
             item.add_marker(pytest.mark.faults)
-    # Fault injection restarts shared services (RabbitMQ): run it after everything else.
-    items.sort(key=lambda item: "/faults/" in str(item.path))
+        elif "/contract/" in path:
+            item.add_marker(pytest.mark.contract)
+    # The fuzzer fills the catalogue with made-up courses, so it runs after the tests that read
+    # it; fault injection restarts shared services (RabbitMQ), so it runs last of all.
+    items.sort(key=lambda item: ("/faults/" in str(item.path), "/contract/" in str(item.path)))
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -164,8 +167,13 @@ def accept(response: httpx.Response) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.contract.test_fuzz_api import FUZZ_REPORT
     from tests.faults.test_faults import REPORT
 
+    if FUZZ_REPORT:
+        terminalreporter.section("API fuzzing (schemathesis)")
+        for line in FUZZ_REPORT:
+            terminalreporter.write_line(line)
     if REPORT:
         terminalreporter.section("fault injection")
         for line in REPORT:

@@ -70,7 +70,12 @@ async def upsert_course(
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": {"type": "array", "items": {"$ref": "#/components/schemas/CourseIn"}}
+                    "schema": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 1000,
+                        "items": {"$ref": "#/components/schemas/CourseIn"},
+                    }
                 },
                 **{t: {"schema": {"type": "string"}} for t in NDJSON_TYPES[:1]},
             },

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
@@ -13,17 +14,45 @@ from pydantic import (
     Field,
     HttpUrl,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 COURSE_ID_PATTERN = r"^[A-Za-z0-9:._-]{1,200}$"
+# PostgreSQL text and JSONB cannot hold U+0000.
+NO_NUL = r"^[^\u0000]*$"
+# Text that is more than whitespace once stripped. The class spells out Unicode White_Space,
+# which is what stripping removes, so the schema (ECMA regex) and the validator (Rust regex)
+# agree character for character.
+_SPACE = r"\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+SOME_TEXT = rf"^[^\u0000]*[^\u0000{_SPACE}][^\u0000]*$"
 MAX_METADATA_BYTES = 16 * 1024
 
 CourseId = Annotated[str, StringConstraints(pattern=COURSE_ID_PATTERN)]
 Skill = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100)
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, min_length=1, max_length=100, pattern=SOME_TEXT
+    ),
 ]
+# Metadata is flat: scalars, or lists of scalars (e.g. {"instructor": "...", "tags": [...]}).
+_META_SCALAR: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+}
+METADATA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": 50,
+    "propertyNames": {"minLength": 1, "maxLength": 100, "pattern": NO_NUL},
+    "additionalProperties": {
+        "anyOf": [*_META_SCALAR["anyOf"], {"type": "array", "maxItems": 100, "items": _META_SCALAR}]
+    },
+}
 
 
 class Level(StrEnum):
@@ -37,6 +66,47 @@ def _dedupe(skills: list[str]) -> list[str]:
     return list(dict.fromkeys(skills))
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+# Filter values end up in SQL and Milvus expressions: printable text only.
+PRINTABLE = r"^[^\u0000-\u001f\u007f]*$"
+
+
+def _never_null(schema: dict[str, Any]) -> None:
+    """The JSON schema of an optional field that may be omitted but never sent as null."""
+    variants = schema.pop("anyOf", [])
+    schema.update(next(v for v in variants if v.get("type") != "null"))
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str | bool | int)
+
+
+def _flat_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > 50:
+        raise ValueError("metadata holds at most 50 keys")
+    for key, item in value.items():
+        if not 1 <= len(key) <= 100:
+            raise ValueError("metadata keys are 1 to 100 characters")
+        scalars = item if isinstance(item, list) else [item]
+        if len(scalars) > 100 or not all(_is_scalar(s) for s in scalars):
+            raise ValueError(
+                f"metadata[{key!r}] must be text, a number, a boolean, null, or a list of at "
+                "most 100 of those"
+            )
+    return value
+
+
 def _bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
     if len(json.dumps(value, ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
         raise ValueError(f"metadata must serialise to at most {MAX_METADATA_BYTES} bytes")
@@ -48,8 +118,15 @@ class _CourseFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    provider: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    url: HttpUrl | None = Field(default=None, description="http(s) URL of the course page")
+    provider: (
+        Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)] | None
+    ) = None
+    # The schema promises a little less than the stored limit: normalisation may lengthen a URL.
+    url: HttpUrl | None = Field(
+        default=None,
+        description="http(s) URL of the course page",
+        json_schema_extra={"maxLength": 2000},
+    )
     language: (
         Annotated[
             str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)
@@ -57,14 +134,40 @@ class _CourseFields(BaseModel):
         | None
     ) = Field(default=None, description="BCP 47 tag, e.g. `en` or `pt-BR`")
     level: Level | None = None
-    duration_hours: float | None = Field(default=None, ge=0, le=10_000, allow_inf_nan=False)
+    # strict: `true` or "3" is not a number, whatever Python would coerce.
+    duration_hours: float | None = Field(
+        default=None, ge=0, le=10_000, allow_inf_nan=False, strict=True
+    )
     skills: Annotated[list[Skill], Field(max_length=50), AfterValidator(_dedupe)] | None = None
-    price: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
+    price: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False, strict=True)
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = Field(
         default=None, description="ISO 4217 code; required when price > 0"
     )
-    rating: float | None = Field(default=None, ge=0, le=5, allow_inf_nan=False)
-    metadata: Annotated[dict[str, Any], AfterValidator(_bounded_metadata)] | None = None
+    rating: float | None = Field(default=None, ge=0, le=5, allow_inf_nan=False, strict=True)
+    metadata: (
+        Annotated[
+            dict[str, Any],
+            AfterValidator(_flat_metadata),
+            AfterValidator(_bounded_metadata),
+            WithJsonSchema(METADATA_SCHEMA),
+        ]
+        | None
+    ) = Field(default=None, description="your own flat key/value data, at most 16 KiB as JSON")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text and JSONB cannot hold U+0000.
+        if _has_nul(value):
+            raise ValueError("text must not contain the NUL character (U+0000)")
+        return value
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url_input_length(cls, value: Any) -> Any:
+        if isinstance(value, str) and len(value) > 2000:
+            raise ValueError("url must be at most 2000 characters")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -74,14 +177,24 @@ class _CourseFields(BaseModel):
         return value
 
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300, pattern=SOME_TEXT)
+]
 Description = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000, pattern=SOME_TEXT),
 ]
 
 
 class CourseIn(_CourseFields):
     """A whole course, as sent to `POST /v1/courses` and `POST /v1/courses/bulk`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"price": {"exclusiveMinimum": 0}}, "required": ["price"]},
+            "then": {"properties": {"currency": {"type": "string"}}, "required": ["currency"]},
+        }
+    )
 
     id: CourseId = Field(description="client-supplied stable id, e.g. `coursera:machine-learning`")
     title: Title
@@ -104,8 +217,11 @@ class CourseIn(_CourseFields):
 class CoursePatch(_CourseFields):
     """Fields to change on an existing course (`PATCH /v1/courses/{id}`); `null` clears a field."""
 
-    title: Title | None = None
-    description: Description | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    # Never null in the schema: they cannot be cleared (the validator says so if one tries).
+    title: Title | None = Field(default=None, json_schema_extra=_never_null)
+    description: Description | None = Field(default=None, json_schema_extra=_never_null)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:
@@ -170,10 +286,10 @@ class ScoredCoursePage(BaseModel):
 class CourseFilters(BaseModel):
     """Filters shared by listing, search and similar courses."""
 
-    provider: str | None = None
+    provider: Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE)] | None = None
     level: Level | None = None
-    language: str | None = None
-    skill: str | None = None
+    language: Annotated[str, StringConstraints(max_length=35, pattern=PRINTABLE)] | None = None
+    skill: Annotated[str, StringConstraints(max_length=100, pattern=PRINTABLE)] | None = None
     free: bool | None = None
     max_duration: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
 

@@ -92,7 +92,7 @@ def test_filters_combine_with_and() -> None:
         '" or id != "',
         '\\" or true or "',
         "it's",
-        "line\nbreak\ttab",
+        "École « polytechnique » 日本",
         "\\",
         '"',
     ],
@@ -170,3 +170,11 @@ def test_entity_carries_scalar_fields_and_defaults() -> None:
     bare = entity({"id": "c2"}, [0.0], 1, "h")
     assert bare["skills"] == []
     assert bare["provider"] is None and bare["price"] is None
+
+
+@pytest.mark.parametrize("value", ["line\nbreak", "tab\there", "nul\x00", "esc\x1b[0m", "del\x7f"])
+def test_control_characters_never_reach_a_filter(value: str) -> None:
+    # Refused at the edge (422): Milvus' expression parser cannot take them, even escaped.
+    for field in ("provider", "language", "skill"):
+        with pytest.raises(ValidationError):
+            CourseFilters.model_validate({field: value})
