@@ -18,6 +18,12 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         await session.commit()
 
 
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session on the read replica when one is configured (reads that may lag a little)."""
+    async with request.app.state.read_sessionmaker() as session:
+        yield session
+
+
 def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -51,6 +57,7 @@ def _idempotency_key(
 
 
 SessionDep = Annotated[AsyncSession, Depends(_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 DispatcherDep = Annotated[WriteDispatcher, Depends(_dispatcher)]
 SearchDep = Annotated[CourseSearch, Depends(_search)]

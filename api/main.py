@@ -11,13 +11,15 @@ from pymilvus import AsyncMilvusClient
 from api.auth import KeyCache
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import courses, health, keys, search, tasks
+from api.observability import ObservabilityMiddleware
+from api.routes import courses, health, keys, metrics, search, tasks
 from api.write_path import WriteDispatcher
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
 from shared.embedding import get_embedder
 from shared.logging import configure_logging
 from shared.messaging import build_celery
+from shared.metrics import mark_process_dead
 from shared.milvus import client_kwargs
 from shared.settings import Settings, get_settings
 
@@ -29,6 +31,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
+    read_engine = (
+        create_engine(settings, settings.database_read_url) if settings.database_read_url else None
+    )
     celery = build_celery(settings)
     milvus = AsyncMilvusClient(**client_kwargs(settings))
     embedder = get_embedder(settings)
@@ -36,6 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await anyio.to_thread.run_sync(lambda: embedder.model)
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
+    app.state.read_sessionmaker = create_sessionmaker(read_engine) if read_engine else sessionmaker
     app.state.celery = celery
     app.state.milvus = milvus
     app.state.dispatcher = WriteDispatcher(sessionmaker, celery, settings)
@@ -48,6 +54,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await milvus.close()
         celery.close()
         await engine.dispose()
+        if read_engine is not None:
+            await read_engine.dispose()
+        mark_process_dead()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -62,7 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, settings=settings)
-    for module in (health, courses, search, tasks, keys):
+    # Added last, so outermost: every response (413s included) carries the request id.
+    app.add_middleware(ObservabilityMiddleware)
+    for module in (health, courses, search, tasks, keys, metrics):
         app.include_router(module.router)
     return app
 

@@ -25,6 +25,7 @@ from shared.errors import (
     TaskNotRetryable,
     TooManyPendingTasks,
 )
+from shared.logging import current_request_id
 from shared.messaging import publish_course_task
 from shared.settings import Settings
 from shared.tasks.idempotency import IdempotencyKey, IdempotencyRepository, request_fingerprint
@@ -73,8 +74,13 @@ class WriteDispatcher:
         await self._check_backlog(owner)
         try:
             async with transaction(self.sessionmaker) as session:
+                # The request id rides along in the payload too, so a re-publish by the sweeper
+                # still tells the worker which request the write came from.
+                payload: dict[str, Any] = {"items": items}
+                if (request_id := current_request_id()) is not None:
+                    payload["request_id"] = request_id
                 task = await TaskRepository(session).create(
-                    type=type.value, payload={"items": items}, received=len(items), owner=owner
+                    type=type.value, payload=payload, received=len(items), owner=owner
                 )
                 if idempotency is not None and not await IdempotencyRepository(session).claim(
                     idempotency.scope,
@@ -137,7 +143,9 @@ class WriteDispatcher:
     async def _publish(self, task_id: uuid.UUID) -> None:
         try:
             with anyio.fail_after(self.settings.publish_timeout_s * 2):
-                await anyio.to_thread.run_sync(publish_course_task, self.celery, task_id)
+                await anyio.to_thread.run_sync(
+                    publish_course_task, self.celery, task_id, current_request_id()
+                )
         except Exception as exc:  # the ledger holds the write; the sweeper will publish it
             log.warning("publish of task %s failed, left to the sweeper: %r", task_id, exc)
             try:

@@ -96,11 +96,16 @@ def build_celery(settings: Settings) -> Celery:
     return app
 
 
-def publish_course_task(app: Celery, task_id: uuid.UUID) -> None:
+# Message header carrying the id of the HTTP request that made the write (for the worker's logs).
+REQUEST_ID_HEADER = "coursewise_request_id"
+
+
+def publish_course_task(app: Celery, task_id: uuid.UUID, request_id: str | None = None) -> None:
     """Publish one task id (blocking; call from a thread). Raises if the broker did not confirm."""
     app.send_task(
         APPLY_COURSE_WRITES,
         args=[str(task_id)],
         task_id=f"{task_id}",
         retry=False,
+        headers={REQUEST_ID_HEADER: request_id} if request_id else None,
     )

@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     # Finished tasks (and their payloads) are deleted this long after they finish.
     task_retention_days: float = Field(default=30.0, gt=0)
 
+    # --- operations ---------------------------------------------------------------------
+    # A read replica for the read routes (courses, search); empty means database_url.
+    database_read_url: str | None = None
+    # Each worker serves /metrics here (its main process, summing its children); empty: off.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+    # Per source (PostgreSQL, RabbitMQ) read while /metrics is scraped.
+    metrics_source_timeout_s: float = Field(default=2.0, gt=0)
+
     def model_path(self) -> str:
         if self.embedding_model_path is not None:
             return str(self.embedding_model_path)

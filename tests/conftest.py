@@ -101,7 +101,8 @@ def running_stack(env: dict[str, str], label: str, api_workers: int = 1) -> Iter
         local.start_milvus(var_dir / "milvus-data")
         local.prestart()
         local.api_key = local.create_key("test-admin", ["admin"], rate_limit=1_000_000)
-        local.start_worker()
+        local.worker_metrics_port = free_port()
+        local.start_worker(metrics_port=local.worker_metrics_port)
         local.start_beat()
         local.start_api(workers=api_workers)
         yield local

@@ -4,9 +4,18 @@ celery -A workers.celery_app worker -Q coursewise.courses,coursewise.maintenance
 celery -A workers.celery_app beat
 """
 
+import os
+import sys
+import tempfile
 from typing import Any
 
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 from shared.logging import configure_logging
 from shared.messaging import RECONCILE_INDEX, REQUEUE_STALE_TASKS, build_celery
@@ -14,6 +23,15 @@ from shared.settings import get_settings
 
 configure_logging()
 settings = get_settings()
+serving_worker = "worker" in sys.argv[1:]  # not beat, Flower or `inspect`
+if (
+    serving_worker
+    and settings.worker_metrics_port is not None
+    and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+):
+    # Children write their metrics to files the main process sums; set before any metric exists.
+    # Launchers should give an empty directory per worker (see docs/operations.md).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coursewise-worker-metrics-")
 celery_app = build_celery(settings)
 celery_app.conf.update(
     # A child loads the model in worker_process_init (seconds, more under load); with Celery's
@@ -45,6 +63,31 @@ def _start_child(**_: Any) -> None:
 
 @worker_process_shutdown.connect
 def _stop_child(**_: Any) -> None:
+    from workers.observability import child_exited
     from workers.runtime import close_runtime
 
     close_runtime()
+    child_exited()
+
+
+@worker_init.connect
+def _start_worker(**_: Any) -> None:
+    from workers.observability import start_metrics_server
+
+    start_metrics_server(settings)
+
+
+@task_prerun.connect
+def _task_started(task_id: str, task: Any, **_: Any) -> None:
+    from workers.observability import task_started
+
+    task_started(task_id, task)
+
+
+@task_postrun.connect
+def _task_finished(
+    task_id: str, task: Any, retval: Any = None, state: str | None = None, **_: Any
+) -> None:
+    from workers.observability import task_finished
+
+    task_finished(task_id, task, retval, state)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, status
 
 from api.auth import ReaderDep, WriterDep
 from api.bulk import NDJSON_TYPES, parse_bulk
-from api.deps import DispatcherDep, IdempotencyKeyDep, SearchDep, SessionDep, SettingsDep
+from api.deps import DispatcherDep, IdempotencyKeyDep, ReadSessionDep, SearchDep, SettingsDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
 from api.write_path import idempotency_request
 from shared.catalog.repository import CourseRepository
@@ -140,7 +140,7 @@ async def delete_course(
 @router.get("", summary="List courses", response_model=CoursePage, responses=ERROR_RESPONSES)
 async def list_courses(
     _: ReaderDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     filters: FiltersQuery,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
@@ -161,7 +161,7 @@ async def list_courses(
     response_model=CourseOut,
     responses={**ERROR_RESPONSES, **NOT_FOUND},
 )
-async def get_course(_: ReaderDep, course_id: CourseIdPath, session: SessionDep) -> CourseOut:
+async def get_course(_: ReaderDep, course_id: CourseIdPath, session: ReadSessionDep) -> CourseOut:
     row = await CourseRepository(session).get_live(course_id)
     if row is None:
         raise CourseNotFound(course_id)
@@ -181,7 +181,7 @@ async def get_course(_: ReaderDep, course_id: CourseIdPath, session: SessionDep)
 async def similar_courses(
     _: ReaderDep,
     course_id: CourseIdPath,
-    session: SessionDep,
+    session: ReadSessionDep,
     search: SearchDep,
     filters: FiltersQuery,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.auth import ReaderDep
-from api.deps import SearchDep, SessionDep
+from api.deps import ReadSessionDep, SearchDep
 from api.errors import ERROR_RESPONSES
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import CourseFilters, ScoredCoursePage
@@ -22,7 +22,7 @@ MAX_OFFSET = 1000
 )
 async def search_courses(
     _: ReaderDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     search: SearchDep,
     q: Annotated[str, Query(min_length=1, max_length=500, description="what to look for")],
     filters: Annotated[CourseFilters, Query()],

@@ -1,8 +1,8 @@
 """README command 1: the whole service on this machine with its embedded defaults.
 
 Checks PostgreSQL and RabbitMQ, starts a Milvus Lite server, migrates, starts the API, a worker,
-beat and Flower, loads the demo catalog through the write API, prints where everything is, and
-stops every process it started on Ctrl-C.
+beat, Flower and the catalogue explorer, loads the demo catalog through the write API, prints
+where everything is, and stops every process it started on Ctrl-C.
 """
 
 import argparse
@@ -93,6 +93,8 @@ def main() -> None:
     }
     api_port = int(os.environ.get("COURSEWISE_API_PORT", "8000"))
     flower_port = int(os.environ.get("COURSEWISE_FLOWER_PORT", "5555"))
+    explorer_port = int(os.environ.get("COURSEWISE_EXPLORER_PORT", "8501"))
+    worker_metrics_port = settings.worker_metrics_port or 9808
     stack = LocalStack(env=env, var_dir=var_dir, api_port=api_port, flower_port=flower_port)
     milvus_host, _ = endpoint(settings.milvus_uri, 19530)
     embedded_milvus = milvus_host in ("127.0.0.1", "localhost") and not args.no_milvus_lite
@@ -107,10 +109,12 @@ def main() -> None:
             print("migrating the database ...", flush=True)
             stack.prestart()
             print("starting the worker, beat, the API and Flower ...", flush=True)
-            stack.start_worker()
+            stack.start_worker(metrics_port=worker_metrics_port)
             stack.start_beat()
             stack.start_flower()
             stack.start_api()
+            print("starting the catalogue explorer ...", flush=True)
+            stack.start_explorer(explorer_port)
         except RuntimeError as exc:
             fail(str(exc))
         stack.api_key = local_admin_key(stack, var_dir / "admin-key")
@@ -125,6 +129,9 @@ def main() -> None:
             f"  admin API key  {stack.api_key}  (also in {var_dir}/admin-key)\n"
             f"                 send it as `Authorization: Bearer <key>`; reads need no key here\n"
             f"  API docs       {stack.api_url}/docs\n"
+            f"  explorer       http://127.0.0.1:{explorer_port}\n"
+            f"  API metrics    {stack.api_url}/metrics\n"
+            f"  worker metrics http://127.0.0.1:{worker_metrics_port}/metrics\n"
             f"  try            {stack.api_url}/v1/search?q=learn+python+for+data+analysis\n"
             f"  Flower         http://127.0.0.1:{flower_port}\n"
             f"  RabbitMQ UI    http://127.0.0.1:15672  (guest/guest; needs "

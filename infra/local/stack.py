@@ -9,6 +9,7 @@ traffic between two data directories.
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,6 +86,7 @@ class LocalStack:
     var_dir: Path
     api_port: int = 8000
     flower_port: int = 5555
+    worker_metrics_port: int | None = None
     processes: list[Process] = field(default_factory=list)
     # An admin key made by `create_key` after prestart; sent by `client()`.
     api_key: str | None = None
@@ -97,14 +99,21 @@ class LocalStack:
         env = {**os.environ, **self.env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         return env
 
-    def spawn(self, name: str, args: list[str]) -> Process:
+    def metrics_dir(self, name: str) -> Path:
+        """An empty directory for the metric files of one process group (its processes' sums)."""
+        path = self.var_dir / "metrics" / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Process:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         log = self.var_dir / f"{name}.log"
         with log.open("ab") as handle:
             popen = subprocess.Popen(
                 args,
                 cwd=ROOT,
-                env=self._env(),
+                env={**self._env(), **(env or {})},
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -162,8 +171,13 @@ class LocalStack:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.api_url, timeout=timeout, headers=headers)
 
-    def start_worker(self, name: str = "worker", concurrency: int = 1) -> Process:
+    def start_worker(
+        self, name: str = "worker", concurrency: int = 1, metrics_port: int | None = None
+    ) -> Process:
         queues = "coursewise.courses,coursewise.maintenance"
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir(name))}
+        if metrics_port is not None:
+            env["COURSEWISE_WORKER_METRICS_PORT"] = str(metrics_port)
         return self.spawn(
             name,
             [
@@ -171,6 +185,7 @@ class LocalStack:
                 "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h", "--loglevel=INFO",
                 "--without-mingle", "--without-gossip",
             ],
+            env,
         )  # fmt: skip
 
     def start_beat(self) -> Process:
@@ -192,6 +207,7 @@ class LocalStack:
                 str(BIN / "uvicorn"), "api.main:app", "--host", "127.0.0.1",
                 "--port", str(self.api_port), "--workers", str(workers), "--no-access-log",
             ],
+            {"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir("api"))},
         )  # fmt: skip
         self._wait(process, lambda: self.answers(ready_path), timeout)
         return process
@@ -204,6 +220,32 @@ class LocalStack:
                 f"--port={self.flower_port}", "--address=127.0.0.1",
             ],
         )  # fmt: skip
+
+    def start_explorer(self, port: int, timeout: float = 60) -> Process:
+        """The catalogue explorer (Streamlit), reading the API of this stack."""
+        process = self.spawn(
+            "explorer",
+            [
+                str(BIN / "streamlit"), "run", str(ROOT / "api" / "explorer" / "app.py"),
+                "--server.address", "127.0.0.1", "--server.port", str(port),
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                "--server.fileWatcherType", "none",
+            ],
+            {
+                "COURSEWISE_EXPLORER_API_URL": self.api_url,
+                **({"COURSEWISE_API_KEY": self.api_key} if self.api_key else {}),
+            },
+        )  # fmt: skip
+
+        def healthy() -> bool:
+            try:
+                url = f"http://127.0.0.1:{port}/_stcore/health"
+                return httpx.get(url, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        self._wait(process, healthy, timeout)
+        return process
 
     def answers(self, path: str) -> bool:
         try:

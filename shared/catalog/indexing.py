@@ -19,6 +19,7 @@ from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import embedding_text
 from shared.db import transaction
 from shared.embedding import Embedder
+from shared.metrics import observe_embedding
 from shared.milvus import entity, literal, loaded
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,10 @@ class CourseIndexer:
         started = time.perf_counter()
         texts = [embedding_text(_record(row)) for row in rows]
         vectors = self.embedder.encode(texts)
+        seconds = time.perf_counter() - started
+        observe_embedding(len(rows), seconds)
         report.embedded += len(rows)
-        report.embed_seconds += time.perf_counter() - started
+        report.embed_seconds += seconds
         return {row.id: vector.tolist() for row, vector in zip(rows, vectors, strict=True)}
 
     async def sync(self, ids: Sequence[str]) -> IndexReport:

@@ -157,3 +157,15 @@ class CourseRepository:
             .where(Course.id.in_(ids), Course.version == version, Course.index_state != "indexed")
             .values(index_state="failed", index_error=error[:2000])
         )
+
+    async def index_lag(self) -> dict[str, int]:
+        """Courses whose Milvus entry lags PostgreSQL, by index state (the partial backlog index
+        keeps this cheap however large the catalogue)."""
+        rows = (
+            await self.session.execute(
+                select(Course.index_state, func.count())
+                .where(Course.index_state != "indexed")
+                .group_by(Course.index_state)
+            )
+        ).all()
+        return {"pending": 0, "failed": 0} | {state: int(count) for state, count in rows}

@@ -160,6 +160,27 @@ class TaskRepository:
         )
         return [(row[0], row[1]) for row in (await self.session.execute(query)).all()]
 
+    async def unfinished_stats(self) -> tuple[dict[str, int], float | None]:
+        """Unfinished tasks by status, and the age in seconds of the oldest queued one."""
+        rows = (
+            await self.session.execute(
+                select(
+                    Task.status,
+                    func.count(),
+                    func.extract("epoch", func.now() - func.min(Task.enqueued_at)),
+                )
+                .where(Task.status.in_([TaskStatus.queued.value, TaskStatus.processing.value]))
+                .group_by(Task.status)
+            )
+        ).all()
+        counts = {TaskStatus.queued.value: 0, TaskStatus.processing.value: 0}
+        oldest: float | None = None
+        for status, count, age in rows:
+            counts[status] = int(count)
+            if status == TaskStatus.queued.value and age is not None:
+                oldest = float(age)
+        return counts, oldest
+
     async def count_pending(self, owner: str | None = None) -> int:
         """Unfinished tasks, of one owner or of everyone."""
         query = select(func.count()).select_from(Task).where(Task.status.in_(PENDING))

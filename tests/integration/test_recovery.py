@@ -33,11 +33,9 @@ def test_failed_task_can_be_retried_once_the_cause_is_fixed(api: httpx.Client, c
     wait_task(api, accept(api.post("/v1/courses", json=course(course_id))))
     # The create came later (a higher version): the retried patch is superseded, not applied
     # over it; retrying it reports success without changing the newer course.
-    key = api.headers["authorization"].removeprefix("Bearer ")
-    assert (
-        cli(["--api", str(api.base_url), "--api-key", key, "tasks", "retry", failed["task_id"]])
-        == 0
-    )
+    key = api.headers["Authorization"].removeprefix("Bearer ")  # retry needs the admin scope
+    argv = ["--api", str(api.base_url), "--api-key", key, "tasks", "retry", failed["task_id"]]
+    assert cli(argv) == 0
     assert "1 task(s) queued again" in capsys.readouterr().out
     again = wait_task(api, failed["task_id"])
     assert again["status"] == "succeeded" and again["attempts"] == failed["attempts"] + 1

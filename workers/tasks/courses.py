@@ -15,6 +15,7 @@ from shared.messaging import APPLY_COURSE_WRITES
 from shared.settings import get_settings
 from shared.tasks.repository import TaskRepository
 from shared.tasks.schemas import TaskStatus, TaskType
+from workers.observability import note_ledger_task
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
 from workers.tasks.base import LedgerTask
@@ -28,6 +29,7 @@ async def process_course_task(rt: WorkerRuntime, task_id: uuid.UUID) -> str:
     if task is None:
         log.info("task %s is unknown or already finished; nothing to do", task_id)
         return "skipped"
+    note_ledger_task(task.type, task.payload.get("request_id"))
     operation = OPERATIONS[TaskType(task.type)]
     items: list[dict[str, Any]] = task.payload["items"]
     applied, errors = 0, []

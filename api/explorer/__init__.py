@@ -1,0 +1,1 @@
+"""The catalogue explorer: a small Streamlit app over the read API (it never touches a store)."""

@@ -1,0 +1,68 @@
+"""GET /metrics: Prometheus exposition of the API processes (summed over them), plus gauges read
+from PostgreSQL and RabbitMQ at scrape time. Each source has a short timeout and a failing one
+only drops its gauges (and sets coursewise_state_source_up to 0): a scrape never hangs."""
+
+import logging
+
+import anyio
+from celery import Celery
+from fastapi import APIRouter, Request, Response
+
+from api.deps import CeleryDep, SettingsDep
+from shared.catalog.repository import CourseRepository
+from shared.metrics import CONTENT_TYPE_LATEST, StateSnapshot, render
+from shared.settings import Settings
+from shared.tasks.repository import TaskRepository
+
+router = APIRouter(tags=["operations"])
+log = logging.getLogger(__name__)
+
+
+def _queue_depths(celery: Celery, settings: Settings) -> dict[str, tuple[int, int]]:
+    depths = {}
+    with celery.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=settings.metrics_source_timeout_s)
+        channel = connection.channel()
+        try:
+            for queue in (settings.course_queue, settings.maintenance_queue):
+                # Passive: only asks; never creates a queue with the wrong arguments.
+                _, messages, consumers = channel.queue_declare(queue=queue, passive=True)
+                depths[queue] = (int(messages), int(consumers))
+        finally:
+            channel.close()
+    return depths
+
+
+async def collect_state(request: Request, celery: Celery, settings: Settings) -> StateSnapshot:
+    state = StateSnapshot()
+    timeout = settings.metrics_source_timeout_s
+    try:
+        with anyio.fail_after(timeout):
+            async with request.app.state.sessionmaker() as session:
+                state.tasks_by_status, state.oldest_queued_age_s = await TaskRepository(
+                    session
+                ).unfinished_stats()
+                state.index_lag = await CourseRepository(session).index_lag()
+        state.sources_up["postgres"] = True
+    except Exception as exc:
+        log.warning("metrics: PostgreSQL unreadable: %r", exc)
+        state.tasks_by_status = state.index_lag = None
+        state.sources_up["postgres"] = False
+    try:
+        with anyio.fail_after(timeout * 2):
+            depths = await anyio.to_thread.run_sync(
+                _queue_depths, celery, settings, abandon_on_cancel=True
+            )
+        state.queue_messages = {queue: messages for queue, (messages, _) in depths.items()}
+        state.queue_consumers = {queue: consumers for queue, (_, consumers) in depths.items()}
+        state.sources_up["rabbitmq"] = True
+    except Exception as exc:
+        log.warning("metrics: RabbitMQ queues unreadable: %r", exc)
+        state.sources_up["rabbitmq"] = False
+    return state
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, celery: CeleryDep, settings: SettingsDep) -> Response:
+    state = await collect_state(request, celery, settings)
+    return Response(render(state), media_type=CONTENT_TYPE_LATEST)

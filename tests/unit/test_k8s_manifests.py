@@ -1,0 +1,58 @@
+"""The Kubernetes manifests validate without a cluster, and the validator catches what would
+make `kubectl apply` fail or leave a resource out."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.k8s.validate import HERE, validate_tree
+
+
+def test_the_manifests_in_the_repo_are_valid() -> None:
+    assert validate_tree(HERE) == []
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    copy = tmp_path / "k8s"
+    shutil.copytree(HERE, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    shutil.rmtree(copy / "schemas")  # the validator reads its schemas from the repo
+    return copy
+
+
+def edit(path: Path, index: int, change) -> None:  # type: ignore[no-untyped-def]
+    documents = list(yaml.safe_load_all(path.read_text()))
+    change(documents[index])
+    path.write_text(yaml.safe_dump_all(documents))
+
+
+def test_a_wrong_type_in_a_core_kind_is_reported(tree: Path) -> None:
+    edit(tree / "base" / "api.yaml", 0, lambda d: d["spec"].update(replicas="two"))
+    problems = validate_tree(tree)
+    assert len(problems) == 1 and problems[0].startswith("base/api.yaml#0: spec/replicas")
+
+
+def test_a_misspelt_field_is_reported(tree: Path) -> None:
+    def typo(deployment: dict) -> None:
+        deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
+
+    edit(tree / "base" / "worker.yaml", 0, typo)
+    assert any("imagePullPolcy" in p for p in validate_tree(tree))
+
+
+def test_operator_kinds_are_checked_against_their_schemas(tree: Path) -> None:
+    edit(tree / "base" / "worker-autoscaling.yaml", 0, lambda d: d["spec"].pop("scaleTargetRef"))
+    edit(tree / "dependencies" / "rabbitmq.yaml", 0, lambda d: d["spec"].update(replicas=0))
+    problems = validate_tree(tree)
+    assert any("worker-autoscaling.yaml#0" in p and "scaleTargetRef" in p for p in problems)
+    assert any("rabbitmq.yaml#0: spec/replicas" in p for p in problems)
+
+
+def test_files_left_out_of_or_missing_from_a_kustomization_are_reported(tree: Path) -> None:
+    (tree / "base" / "extra.yaml").write_text((tree / "base" / "namespace.yaml").read_text())
+    (tree / "dependencies" / "milvus.yaml").unlink()
+    problems = validate_tree(tree)
+    assert "base/extra.yaml: not named by any kustomization.yaml" in problems
+    assert "dependencies/kustomization.yaml: milvus.yaml does not exist" in problems
