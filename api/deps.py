@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.write_path import WriteDispatcher
 from shared.catalog.search import CourseSearch
+from shared.recommendations.service import Recommender
 from shared.settings import Settings
 
 
@@ -28,6 +29,10 @@ def _dispatcher(request: Request) -> WriteDispatcher:
 
 def _search(request: Request) -> CourseSearch:
     return request.app.state.search
+
+
+def _recommender(request: Request) -> Recommender:
+    return request.app.state.recommender
 
 
 def _celery(request: Request) -> Celery:
@@ -54,5 +59,6 @@ SessionDep = Annotated[AsyncSession, Depends(_session)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 DispatcherDep = Annotated[WriteDispatcher, Depends(_dispatcher)]
 SearchDep = Annotated[CourseSearch, Depends(_search)]
+RecommenderDep = Annotated[Recommender, Depends(_recommender)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
 IdempotencyKeyDep = Annotated[str | None, Depends(_idempotency_key)]

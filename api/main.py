@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from pymilvus import AsyncMilvusClient
 
 from api.errors import install_error_handlers
-from api.routes import courses, health, search, tasks
+from api.routes import courses, health, learners, recommendations, search, tasks
 from api.write_path import WriteDispatcher
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
@@ -17,6 +17,7 @@ from shared.embedding import get_embedder
 from shared.logging import configure_logging
 from shared.messaging import build_celery
 from shared.milvus import client_kwargs
+from shared.recommendations.service import Recommender
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.milvus = milvus
     app.state.dispatcher = WriteDispatcher(sessionmaker, celery, settings)
     app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
+    app.state.recommender = Recommender(milvus, settings, app.state.search)
     log.info("api ready")
     try:
         yield
@@ -58,7 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (health, courses, search, tasks):
+    # `recommendations` before `courses`: /v1/courses/popular is not a course id.
+    for module in (health, recommendations, courses, search, tasks, learners):
         app.include_router(module.router)
     return app
 

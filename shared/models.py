@@ -2,7 +2,17 @@
 
 from shared.catalog.models import Course
 from shared.db import Base
+from shared.learners.models import Interaction, Learner
+from shared.recommendations.models import ModelVersion
 from shared.tasks.idempotency import IdempotencyKey
 from shared.tasks.models import Task
 
-__all__ = ["Base", "Course", "IdempotencyKey", "Task"]
+__all__ = [
+    "Base",
+    "Course",
+    "IdempotencyKey",
+    "Interaction",
+    "Learner",
+    "ModelVersion",
+    "Task",
+]

@@ -79,6 +79,10 @@ def isolated_env(names: Names) -> Iterator[dict[str, str]]:
             "COURSEWISE_MILVUS_COLLECTION": names.collection,
             "COURSEWISE_SWEEP_INTERVAL_S": "2",
             "COURSEWISE_REQUEUE_AFTER_S": "30",
+            # Small, quick models: the tests check behaviour, not quality.
+            "COURSEWISE_ALS_FACTORS": "16",
+            "COURSEWISE_ALS_ITERATIONS": "5",
+            "COURSEWISE_ALS_THREADS": "1",
         }
     finally:
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{names.database}" WITH (FORCE)'))
@@ -94,10 +98,11 @@ def running_stack(env: dict[str, str], label: str, api_workers: int = 1) -> Iter
         local.start_milvus(var_dir / "milvus-data")
         local.prestart()
         local.start_worker()
+        local.start_training_worker()
         local.start_beat()
         local.start_api(workers=api_workers)
         yield local
-    for name in ("api", "worker", "beat", "milvus"):
+    for name in ("api", "worker", "training-worker", "beat", "milvus"):
         log = var_dir / f"{name}.log"
         if log.exists() and "Traceback" in log.read_text(errors="replace"):
             print(f"\n--- {name}.log had a traceback: {log}")

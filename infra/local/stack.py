@@ -1,5 +1,5 @@
 """Starting and stopping the local stack as child processes: a Milvus Lite server, the API, a
-worker, beat and Flower. Used by the run command, the test suite and the benchmarks.
+worker, a training worker, beat and Flower. Used by the run command, the test suite and the benchmarks.
 
 Every process is started in its own session and stopped by its pid (its process group), so
 nothing we start outlives us: a stale Milvus Lite server on a reused port would silently split
@@ -94,14 +94,16 @@ class LocalStack:
         env = {**os.environ, **self.env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         return env
 
-    def spawn(self, name: str, args: list[str]) -> Process:
+    def spawn(
+        self, name: str, args: list[str], extra_env: dict[str, str] | None = None
+    ) -> Process:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         log = self.var_dir / f"{name}.log"
         with log.open("ab") as handle:
             popen = subprocess.Popen(
                 args,
                 cwd=ROOT,
-                env=self._env(),
+                env={**self._env(), **(extra_env or {})},
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -147,6 +149,19 @@ class LocalStack:
                 "--without-mingle", "--without-gossip",
             ],
         )  # fmt: skip
+
+    def start_training_worker(self, name: str = "training-worker") -> Process:
+        """The worker of the training queue: a retrain never waits behind, or delays, writes."""
+        process = self.spawn(
+            name,
+            [
+                str(BIN / "celery"), "-A", "workers.celery_app", "worker",
+                "-Q", "coursewise.training", "-c", "1", "-n", f"{name}-{os.getpid()}@%h",
+                "--loglevel=INFO", "--without-mingle", "--without-gossip",
+            ],
+            extra_env={"OPENBLAS_NUM_THREADS": "1"},  # implicit parallelises itself
+        )  # fmt: skip
+        return process
 
     def start_beat(self) -> Process:
         schedule = self.var_dir / "celerybeat-schedule"
