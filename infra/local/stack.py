@@ -1,5 +1,6 @@
 """Starting and stopping the local stack as child processes: a Milvus Lite server, the API, a
-worker, a training worker, beat and Flower. Used by the run command, the test suite and the benchmarks.
+worker, a training worker, beat and Flower. Used by the run command, the test suite and the
+benchmarks.
 
 Every process is started in its own session and stopped by its pid (its process group), so
 nothing we start outlives us: a stale Milvus Lite server on a reused port would silently split

@@ -28,6 +28,10 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class NothingToTrain(ValueError):
+    """No interaction with a live course yet."""
+
+
 @dataclass
 class TrainingReport:
     version: int
@@ -41,27 +45,26 @@ class TrainingReport:
         return self.__dict__.copy()
 
 
-def fit_als(
-    settings: Settings, matrix: csr_matrix, *, factors_: int | None = None
-) -> tuple[np.ndarray, float]:
+def fit_als(settings: Settings, matrix: csr_matrix) -> tuple[np.ndarray, float]:
     """Item factors of an implicit ALS model fitted on a learners x items weight matrix."""
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
-    model = AlternatingLeastSquares(
-        factors=factors_ or settings.als_factors,
-        regularization=settings.als_regularization,
-        alpha=settings.als_alpha,
-        iterations=settings.als_iterations,
-        calculate_training_loss=False,
-        num_threads=settings.als_threads,
-        random_state=42,
-    )
-    started = time.perf_counter()
     # implicit parallelises itself; a multi-threaded BLAS under it only oversubscribes the cores.
     with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=settings.als_factors,
+            regularization=settings.als_regularization,
+            alpha=settings.als_alpha,
+            iterations=settings.als_iterations,
+            calculate_training_loss=False,
+            num_threads=settings.als_threads,
+            random_state=42,
+        )
+        started = time.perf_counter()
         model.fit(matrix, show_progress=False)
-    return np.asarray(model.item_factors, dtype=np.float64), time.perf_counter() - started
+        seconds = time.perf_counter() - started
+    return np.asarray(model.item_factors, dtype=np.float64), seconds
 
 
 async def train(
@@ -86,7 +89,7 @@ async def train(
         if weight > 0:
             cells[(user, item)] = cells.get((user, item), 0.0) + weight
     if not cells:
-        raise ValueError("no interactions with live courses to train on")
+        raise NothingToTrain("no interactions with live courses to train on")
     users, items = zip(*cells, strict=True)
     matrix = csr_matrix(
         (np.fromiter(cells.values(), dtype=np.float32), (users, items)),

@@ -8,7 +8,7 @@ from celery import shared_task
 
 from shared.db import transaction
 from shared.messaging import SCHEDULED_RETRAIN, TRAIN_MODEL
-from shared.recommendations.training import TrainingReport, train
+from shared.recommendations.training import NothingToTrain, TrainingReport, train
 from shared.tasks.repository import TaskRepository
 from shared.tasks.schemas import TaskStatus
 from workers.retry import TransientError, is_transient
@@ -58,5 +58,9 @@ def train_model(self: LedgerTask, task_id: str) -> int | None:
 
 @shared_task(name=SCHEDULED_RETRAIN, ignore_result=True, autoretry_for=(TransientError,),
              retry_backoff=True, max_retries=3)  # fmt: skip
-def scheduled_retrain() -> int:
-    return _train(runtime()).version
+def scheduled_retrain() -> int | None:
+    try:
+        return _train(runtime()).version
+    except NothingToTrain:
+        log.info("scheduled retrain skipped: no interactions yet")
+        return None
