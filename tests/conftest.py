@@ -83,6 +83,8 @@ def isolated_env(names: Names) -> Iterator[dict[str, str]]:
             "COURSEWISE_ALS_FACTORS": "16",
             "COURSEWISE_ALS_ITERATIONS": "5",
             "COURSEWISE_ALS_THREADS": "1",
+            # Two API processes: each must see popularity as it is, not as it was cached.
+            "COURSEWISE_POPULAR_CACHE_S": "0",
         }
     finally:
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{names.database}" WITH (FORCE)'))

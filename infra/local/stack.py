@@ -95,9 +95,7 @@ class LocalStack:
         env = {**os.environ, **self.env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         return env
 
-    def spawn(
-        self, name: str, args: list[str], extra_env: dict[str, str] | None = None
-    ) -> Process:
+    def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Process:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         log = self.var_dir / f"{name}.log"
         with log.open("ab") as handle:

@@ -81,35 +81,53 @@ class Ranked:
     reason: ReasonCode
 
 
-def _normalised(scores: dict[str, float]) -> dict[str, float]:
-    if not scores:
-        return {}
-    low, high = min(scores.values()), max(scores.values())
-    if high - low < 1e-12:
-        return dict.fromkeys(scores, 1.0)
-    return {key: (value - low) / (high - low) for key, value in scores.items()}
+def _on_scale(candidates: Candidates) -> list[tuple[str, dict[str, float], float]]:
+    """Each model's scores on a fixed scale, and the score of a course outside its candidates.
+
+    Fixed scales, not min-max within each list: cosine similarity as it is; ALS scores over the
+    learner's best ALS score; popularity as log(1 + learners) over the most popular course's.
+    A course a model did not return scores that model's lowest candidate (it is at most that
+    good). Min-max within the lists stretched small differences at the bottom of each list and
+    measured worse on the evaluation."""
+    scaled = []
+    if candidates.content:
+        floor = min(candidates.content.values())
+        scaled.append(("content", candidates.content, floor))
+    if candidates.als:
+        top = max(max(candidates.als.values()), 1e-9)
+        als = {key: max(0.0, value / top) for key, value in candidates.als.items()}
+        scaled.append(("als", als, min(als.values())))
+    if candidates.popular:
+        top = max(max(candidates.popular.values()), 1e-9)
+        scaled.append(("popular", {k: v / top for k, v in candidates.popular.items()}, 0.0))
+    return scaled
 
 
 def blend(candidates: Candidates, weights: BlendWeights, limit: int) -> list[Ranked]:
-    """Weighted sum of each model's min-max normalised scores; the largest share is the reason."""
-    parts = [
-        (weights.content, _normalised(candidates.content), "content"),
-        (weights.als, _normalised(candidates.als), "als"),
-        (weights.popular, _normalised(candidates.popular), "popular"),
-    ]
+    """Weighted sum of the models' scores, with the reason for each course."""
+    weight_of = {"content": weights.content, "als": weights.als, "popular": weights.popular}
+    parts = [part for part in _on_scale(candidates) if weight_of[part[0]] > 0]
+    pool = {course_id for _, scores, _ in parts for course_id in scores}
+    # The reason is the model that lifts a course most above that model's average candidate:
+    # a course of ordinary popularity that is very similar to the learner's is there for that.
+    means = {
+        source: sum(scores.get(c, floor) for c in pool) / len(pool)
+        for source, scores, floor in parts
+    }
     totals: dict[str, float] = {}
-    best: dict[str, tuple[float, str]] = {}
-    for weight, scores, source in parts:
-        if weight <= 0:
-            continue
-        for course_id, score in scores.items():
-            share = weight * score
-            totals[course_id] = totals.get(course_id, 0.0) + share
-            if share > best.get(course_id, (-1.0, ""))[0]:
-                best[course_id] = (share, source)
+    best: dict[str, str] = {}
+    for course_id in pool:
+        total, top_lift = 0.0, float("-inf")
+        for source, scores, floor in parts:
+            score = scores.get(course_id, floor)
+            total += weight_of[source] * score
+            lift = weight_of[source] * (score - means[source])
+            if lift > top_lift:
+                top_lift, best[course_id] = lift, source
+        totals[course_id] = total
     ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
     return [
-        Ranked(course_id, score, _reason(best[course_id][1], candidates))
+        Ranked(course_id, score, _reason(best[course_id], candidates))
         for course_id, score in ranked
     ]
 
@@ -300,7 +318,11 @@ class Recommender:
         weights: BlendWeights | None = None,
     ) -> RecommendationPage:
         found = await self.candidates(session, learner_id, filters)
-        ranked = blend(found, weights or BlendWeights.from_settings(self.settings), limit * 2)
+        if weights is None:
+            weights = BlendWeights.from_settings(self.settings)
+            if found.strategy is Strategy.interests:
+                weights = BlendWeights(1.0, 0.0, self.settings.interests_blend_popular)
+        ranked = blend(found, weights, limit * 2)
         rows = await CourseRepository(session).get_many(
             [r.course_id for r in ranked] + sorted(found.history_vectors)
         )

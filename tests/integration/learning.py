@@ -61,13 +61,15 @@ def build(api: httpx.Client) -> Community:
     task = wait_task(api, accept(api.post("/v1/courses/bulk", json=courses)))
     assert task["status"] == "succeeded", task
     community = Community(prefix, courses)
-    # Learners who stick to one topic: enough signal for collaborative filtering.
+    # Learners who stick to one topic, three courses each: every course is about as popular as
+    # any other (4 or 5 learners), so what decides is the learner's own history.
     interactions = []
     for topic in TOPICS:
         ids = community.ids(topic)
         for n in range(6):
             learner = community.learner(f"{topic}-fan-{n}")
-            for course_id in ids[: 2 + n % 3]:
+            for k in range(3):
+                course_id = ids[(n + k) % len(ids)]
                 interactions.append({"user_id": learner, "course_id": course_id, "type": "enroll"})
     task = wait_task(api, accept(api.post("/v1/interactions", json=interactions)))
     assert task["status"] == "succeeded" and task["counts"]["failed"] == 0, task
