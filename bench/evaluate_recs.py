@@ -270,13 +270,15 @@ def main() -> None:
             rows = {name: evaluate(report, held_out, w) for name, w in SINGLE.items()}
             rows["content + popularity (no ALS)"] = evaluate(report, held_out, best_no_als)
             rows["hybrid (blend)"] = evaluate(report, held_out, best)
+            shipped = BlendWeights.from_settings(settings)
+            rows[f"hybrid, shipped settings {shipped}"] = evaluate(report, held_out, shipped)
             started = time.perf_counter()
             api_lists = asyncio.run(served(settings, report_set, best))
             served_s = time.perf_counter() - started
             via_api = Scores()
             for learner in report_set:
                 via_api.add(api_lists[learner], held_out[learner])
-            rows["hybrid, via Recommender.recommend"] = via_api
+            rows["hybrid (best blend), via Recommender.recommend"] = via_api
 
             histories: dict[str, int] = defaultdict(int)
             for learner, _ in train_pairs:

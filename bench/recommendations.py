@@ -1,12 +1,12 @@
 """Recommendation latency under 20 concurrent clients, next to raw Milvus search time for the
 same vectors, measured in the same run.
 
-Starts its own stack (Milvus Lite, a worker, the training worker, the API) on its own database,
-vhost, collection and ports; loads MOOCCube through the HTTP API (courses in bulk, enrolments in
-batches of 1,000, then `POST /v1/admin/retrain`); then, from this second process, N clients
-request `GET /v1/users/{id}/recommendations` for learners with history. Afterwards it records
-the Milvus searches those requests make (same learner vectors, same filters, via the same
-`Recommender` code) and replays only the searches with the same concurrency.
+Starts its own stack (Milvus Lite, a worker, the training worker, beat, the API) on its own
+database, vhost, collection and ports; loads MOOCCube through the HTTP API (courses in bulk,
+enrolments in batches of 1,000, then `POST /v1/admin/retrain`); then, from this second
+process, N clients request `GET /v1/users/{id}/recommendations` for learners with history.
+Afterwards it records the Milvus searches those requests make (same learner vectors, same
+filters, via the same `Recommender` code) and replays only the searches, N at a time.
 
     .venv/bin/python -m bench.recommendations [--requests 2000] [--clients 20]
 """
@@ -129,6 +129,7 @@ async def record_searches(
     )
     per_request = []
     try:
+        # One at a time: the recorder notes the searches of the request in progress.
         for learner in learners:
             recommender.searches = []
             async with sessionmaker() as session:
@@ -218,6 +219,7 @@ def main() -> None:
             stack.prestart()
             stack.start_worker()
             stack.start_training_worker()
+            stack.start_beat()  # the sweeper: a publish lost to a broker hiccup is redone
             stack.start_api(workers=args.api_workers)
             with httpx.Client(base_url=stack.api_url, headers=headers(), timeout=120) as api:
                 started = time.perf_counter()

@@ -71,9 +71,9 @@ class Settings(BaseSettings):
     # Older interactions count less: their weight halves every this many days.
     recency_half_life_days: float = Field(default=180.0, gt=0)
     # Hybrid blend (chosen on the MOOCCube evaluation, docs/recommendations.md).
-    blend_content: float = Field(default=0.35, ge=0)
+    blend_content: float = Field(default=0.4, ge=0)
     blend_als: float = Field(default=0.05, ge=0)
-    blend_popular: float = Field(default=0.6, ge=0)
+    blend_popular: float = Field(default=0.55, ge=0)
     # A learner's interests text, mixed into their content vector (and alone at cold start).
     interests_weight: float = Field(default=1.0, ge=0)
     # At cold start with a profile (interests, no history) the blend is the interests match
