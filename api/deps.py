@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.write_path import WriteDispatcher
 from shared.catalog.search import CourseSearch
+from shared.recommendations.service import Recommender
 from shared.settings import Settings
 
 
@@ -36,6 +37,10 @@ def _search(request: Request) -> CourseSearch:
     return request.app.state.search
 
 
+def _recommender(request: Request) -> Recommender:
+    return request.app.state.recommender
+
+
 def _celery(request: Request) -> Celery:
     return request.app.state.celery
 
@@ -61,5 +66,6 @@ ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 DispatcherDep = Annotated[WriteDispatcher, Depends(_dispatcher)]
 SearchDep = Annotated[CourseSearch, Depends(_search)]
+RecommenderDep = Annotated[Recommender, Depends(_recommender)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
 IdempotencyKeyDep = Annotated[str | None, Depends(_idempotency_key)]

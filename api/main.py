@@ -12,7 +12,16 @@ from api.auth import KeyCache
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.observability import ObservabilityMiddleware
-from api.routes import courses, health, keys, metrics, search, tasks
+from api.routes import (
+    courses,
+    health,
+    keys,
+    learners,
+    metrics,
+    recommendations,
+    search,
+    tasks,
+)
 from api.write_path import WriteDispatcher
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
@@ -21,6 +30,7 @@ from shared.logging import configure_logging
 from shared.messaging import build_celery
 from shared.metrics import mark_process_dead
 from shared.milvus import client_kwargs
+from shared.recommendations.service import Recommender
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.dispatcher = WriteDispatcher(sessionmaker, celery, settings)
     app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
     app.state.key_cache = KeyCache(settings.api_key_cache_s)
+    app.state.recommender = Recommender(milvus, settings, app.state.search)
     log.info("api ready")
     try:
         yield
@@ -73,7 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, settings=settings)
     # Added last, so outermost: every response (413s included) carries the request id.
     app.add_middleware(ObservabilityMiddleware)
-    for module in (health, courses, search, tasks, keys, metrics):
+    # `recommendations` before `courses`: /v1/courses/popular is not a course id.
+    for module in (health, recommendations, courses, search, tasks, learners, keys, metrics):
         app.include_router(module.router)
     return app
 

@@ -99,7 +99,7 @@ class WriteDispatcher:
             if known is None:  # expired in between: vanishingly rare; the client may retry
                 raise IdempotencyKeyConflict(idempotency.key) from None
             return self._replay(known, idempotency)
-        await self._publish(task.id)
+        await self._publish(task.id, type.value)
         return TaskAccepted(
             task_id=task.id, status=TaskStatus.queued, status_url=f"/v1/tasks/{task.id}"
         )
@@ -135,16 +135,18 @@ class WriteDispatcher:
                 if task is None:
                     raise TaskNotFound(str(task_id))
                 raise TaskNotRetryable(str(task_id), task.status)
-        await self._publish(task_id)
+            task = await repo.get(task_id)
+            assert task is not None
+        await self._publish(task_id, task.type)
         return TaskAccepted(
             task_id=task_id, status=TaskStatus.queued, status_url=f"/v1/tasks/{task_id}"
         )
 
-    async def _publish(self, task_id: uuid.UUID) -> None:
+    async def _publish(self, task_id: uuid.UUID, task_type: str) -> None:
         try:
             with anyio.fail_after(self.settings.publish_timeout_s * 2):
                 await anyio.to_thread.run_sync(
-                    publish_course_task, self.celery, task_id, current_request_id()
+                    publish_course_task, self.celery, task_id, task_type, current_request_id()
                 )
         except Exception as exc:  # the ledger holds the write; the sweeper will publish it
             log.warning("publish of task %s failed, left to the sweeper: %r", task_id, exc)

@@ -46,6 +46,16 @@ class CourseNotFound(NotFound):
         )
 
 
+class LearnerNotFound(NotFound):
+    code = "learner_not_found"
+
+    def __init__(self, learner_id: str) -> None:
+        super().__init__(
+            f"Learner {learner_id!r} does not exist.",
+            [ErrorDetail(["path", "user_id"], self.code, "no learner with this id")],
+        )
+
+
 class TaskNotFound(NotFound):
     code = "task_not_found"
 

@@ -11,6 +11,9 @@ from shared.settings import Settings
 APPLY_COURSE_WRITES = "coursewise.courses.apply_writes"
 REQUEUE_STALE_TASKS = "coursewise.maintenance.requeue_stale_tasks"
 RECONCILE_INDEX = "coursewise.maintenance.reconcile_index"
+APPLY_LEARNER_WRITES = "coursewise.learners.apply_writes"
+TRAIN_MODEL = "coursewise.training.train_model"
+SCHEDULED_RETRAIN = "coursewise.training.scheduled_retrain"
 
 
 TASK_EXCHANGE = "coursewise.tasks"
@@ -31,7 +34,7 @@ def task_queues(settings: Settings) -> list[Queue]:
     }
     return [
         Queue(name, exchange, routing_key=name, durable=True, queue_arguments=arguments)
-        for name in (settings.course_queue, settings.maintenance_queue)
+        for name in (settings.course_queue, settings.maintenance_queue, settings.training_queue)
     ]
 
 
@@ -83,6 +86,16 @@ def build_celery(settings: Settings) -> Celery:
                 }
                 for name in (REQUEUE_STALE_TASKS, RECONCILE_INDEX)
             },
+            # Learner writes share the write queue with courses; training has its own queue
+            # (and worker), so a retrain never delays a write.
+            APPLY_LEARNER_WRITES: {
+                "queue": settings.course_queue,
+                "routing_key": settings.course_queue,
+            },
+            **{
+                name: {"queue": settings.training_queue, "routing_key": settings.training_queue}
+                for name in (TRAIN_MODEL, SCHEDULED_RETRAIN)
+            },
         },
         # Wait for RabbitMQ to confirm each publish: a 202 is only as good as the message.
         broker_transport_options={"confirm_publish": True},
@@ -100,10 +113,24 @@ def build_celery(settings: Settings) -> Celery:
 REQUEST_ID_HEADER = "coursewise_request_id"
 
 
-def publish_course_task(app: Celery, task_id: uuid.UUID, request_id: str | None = None) -> None:
+def task_name_for(task_type: str) -> str:
+    """The Celery task that applies a ledger task of this type."""
+    if task_type.startswith(("learner.", "interaction.")):
+        return APPLY_LEARNER_WRITES
+    if task_type.startswith("model."):
+        return TRAIN_MODEL
+    return APPLY_COURSE_WRITES
+
+
+def publish_course_task(
+    app: Celery,
+    task_id: uuid.UUID,
+    task_type: str = "course.upsert",
+    request_id: str | None = None,
+) -> None:
     """Publish one task id (blocking; call from a thread). Raises if the broker did not confirm."""
     app.send_task(
-        APPLY_COURSE_WRITES,
+        task_name_for(task_type),
         args=[str(task_id)],
         task_id=f"{task_id}",
         retry=False,

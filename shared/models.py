@@ -3,7 +3,19 @@
 from shared.access.models import ApiKey, RateCounter
 from shared.catalog.models import Course
 from shared.db import Base
+from shared.learners.models import Interaction, Learner
+from shared.recommendations.models import ModelVersion
 from shared.tasks.idempotency import IdempotencyKey
 from shared.tasks.models import Task
 
-__all__ = ["ApiKey", "Base", "Course", "IdempotencyKey", "RateCounter", "Task"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Course",
+    "IdempotencyKey",
+    "Interaction",
+    "Learner",
+    "ModelVersion",
+    "RateCounter",
+    "Task",
+]

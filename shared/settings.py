@@ -88,6 +88,37 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     # Per source (PostgreSQL, RabbitMQ) read while /metrics is scraped.
     metrics_source_timeout_s: float = Field(default=2.0, gt=0)
+    # --- learners and recommendations --------------------------------------------------------
+    training_queue: str = "coursewise.training"
+    interactions_max_items: int = Field(default=1000, ge=1)
+    # Interaction weights (content vector, ALS confidence); a rating weighs max(0, value - 2).
+    weight_view: float = Field(default=0.5, ge=0)
+    weight_bookmark: float = Field(default=1.0, ge=0)
+    weight_enroll: float = Field(default=2.0, ge=0)
+    weight_complete: float = Field(default=3.0, ge=0)
+    # Older interactions count less: their weight halves every this many days.
+    recency_half_life_days: float = Field(default=180.0, gt=0)
+    # Hybrid blend (chosen on the MOOCCube evaluation, docs/recommendations.md).
+    blend_content: float = Field(default=0.4, ge=0)
+    blend_als: float = Field(default=0.05, ge=0)
+    blend_popular: float = Field(default=0.55, ge=0)
+    # A learner's interests text, mixed into their content vector (and alone at cold start).
+    interests_weight: float = Field(default=1.0, ge=0)
+    # At cold start with a profile (interests, no history) the blend is the interests match
+    # plus this much popularity (with content weighing 1).
+    interests_blend_popular: float = Field(default=0.2, ge=0)
+    # Candidates each model contributes before blending.
+    rec_candidates: int = Field(default=100, ge=10, le=1000)
+    popular_window_days: float = Field(default=3650.0, gt=0)
+    popular_cache_s: float = Field(default=10.0, ge=0)
+    # Implicit ALS (chosen on the same evaluation: more factors or less regularisation overfit
+    # this sparse data).
+    als_factors: int = Field(default=16, ge=2, le=1024)
+    als_iterations: int = Field(default=15, ge=1)
+    als_regularization: float = Field(default=10.0, ge=0)
+    als_alpha: float = Field(default=1.0, gt=0)
+    als_threads: int = Field(default=2, ge=0)
+    retrain_interval_s: float = Field(default=6 * 3600.0, gt=0)
 
     def model_path(self) -> str:
         if self.embedding_model_path is not None:

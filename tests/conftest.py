@@ -86,6 +86,12 @@ def isolated_env(names: Names) -> Iterator[dict[str, str]]:
             "COURSEWISE_MAX_PENDING_TASKS_PER_OWNER": "100000",
             "COURSEWISE_MAX_PENDING_TASKS": "100000",
             "COURSEWISE_API_KEY_CACHE_S": "1",
+            # Small, quick models: the tests check behaviour, not quality.
+            "COURSEWISE_ALS_FACTORS": "16",
+            "COURSEWISE_ALS_ITERATIONS": "5",
+            "COURSEWISE_ALS_THREADS": "1",
+            # Two API processes: each must see popularity as it is, not as it was cached.
+            "COURSEWISE_POPULAR_CACHE_S": "0",
         }
     finally:
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{names.database}" WITH (FORCE)'))
@@ -103,10 +109,11 @@ def running_stack(env: dict[str, str], label: str, api_workers: int = 1) -> Iter
         local.api_key = local.create_key("test-admin", ["admin"], rate_limit=1_000_000)
         local.worker_metrics_port = free_port()
         local.start_worker(metrics_port=local.worker_metrics_port)
+        local.start_training_worker()
         local.start_beat()
         local.start_api(workers=api_workers)
         yield local
-    for name in ("api", "worker", "beat", "milvus"):
+    for name in ("api", "worker", "training-worker", "beat", "milvus"):
         log = var_dir / f"{name}.log"
         if log.exists() and "Traceback" in log.read_text(errors="replace"):
             print(f"\n--- {name}.log had a traceback: {log}")

@@ -1,6 +1,7 @@
 """The Celery app of the workers: shared configuration plus task bodies and the beat schedule.
 
 celery -A workers.celery_app worker -Q coursewise.courses,coursewise.maintenance -c 1
+celery -A workers.celery_app worker -Q coursewise.training -c 1   (training worker)
 celery -A workers.celery_app beat
 """
 
@@ -18,7 +19,12 @@ from celery.signals import (
 )
 
 from shared.logging import configure_logging
-from shared.messaging import RECONCILE_INDEX, REQUEUE_STALE_TASKS, build_celery
+from shared.messaging import (
+    RECONCILE_INDEX,
+    REQUEUE_STALE_TASKS,
+    SCHEDULED_RETRAIN,
+    build_celery,
+)
 from shared.settings import get_settings
 
 configure_logging()
@@ -37,7 +43,12 @@ celery_app.conf.update(
     # A child loads the model in worker_process_init (seconds, more under load); with Celery's
     # 4 s default it is killed before it reports up, again and again, after every pool restart.
     worker_proc_alive_timeout=120,
-    include=["workers.tasks.courses", "workers.tasks.maintenance"],
+    include=[
+        "workers.tasks.courses",
+        "workers.tasks.maintenance",
+        "workers.tasks.learners",
+        "workers.tasks.training",
+    ],
     beat_schedule={
         "requeue-stale-tasks": {
             "task": REQUEUE_STALE_TASKS,
@@ -48,6 +59,11 @@ celery_app.conf.update(
             "task": RECONCILE_INDEX,
             "schedule": settings.reconcile_interval_s,
             "options": {"expires": settings.reconcile_interval_s},
+        },
+        "retrain-model": {
+            "task": SCHEDULED_RETRAIN,
+            "schedule": settings.retrain_interval_s,
+            "options": {"expires": settings.retrain_interval_s},
         },
     },
 )

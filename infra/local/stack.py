@@ -1,5 +1,6 @@
 """Starting and stopping the local stack as child processes: a Milvus Lite server, the API, a
-worker, beat and Flower. Used by the run command, the test suite and the benchmarks.
+worker, a training worker, beat and Flower. Used by the run command, the test suite and the
+benchmarks.
 
 Every process is started in its own session and stopped by its pid (its process group), so
 nothing we start outlives us: a stale Milvus Lite server on a reused port would silently split
@@ -187,6 +188,20 @@ class LocalStack:
             ],
             env,
         )  # fmt: skip
+
+    def start_training_worker(self, name: str = "training-worker") -> Process:
+        """The worker of the training queue: a retrain never waits behind, or delays, writes."""
+        process = self.spawn(
+            name,
+            [
+                str(BIN / "celery"), "-A", "workers.celery_app", "worker",
+                "-Q", "coursewise.training", "-c", "1", "-n", f"{name}-{os.getpid()}@%h",
+                "--loglevel=INFO", "--without-mingle", "--without-gossip",
+            ],
+            # implicit parallelises itself
+            {"OPENBLAS_NUM_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir(name))},
+        )  # fmt: skip
+        return process
 
     def start_beat(self) -> Process:
         schedule = self.var_dir / "celerybeat-schedule"

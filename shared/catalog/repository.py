@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, text, update
+from sqlalchemy import ColumnElement, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +37,26 @@ def _row(record: dict[str, Any], version: int) -> dict[str, Any]:
     return row
 
 
+def filter_clauses(filters: CourseFilters) -> list[ColumnElement[bool]]:
+    """SQL conditions for course filters (listing, popularity)."""
+    clauses: list[ColumnElement[bool]] = []
+    if filters.provider is not None:
+        clauses.append(Course.provider == filters.provider)
+    if filters.level is not None:
+        clauses.append(Course.level == filters.level.value)
+    if filters.language is not None:
+        clauses.append(Course.language == filters.language)
+    if filters.skill is not None:
+        clauses.append(Course.skills.contains([filters.skill]))
+    if filters.free is True:
+        clauses.append(or_(Course.price.is_(None), Course.price == 0))
+    elif filters.free is False:
+        clauses.append(Course.price > 0)
+    if filters.max_duration is not None:
+        clauses.append(Course.duration_hours <= filters.max_duration)
+    return clauses
+
+
 class CourseRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -59,21 +79,12 @@ class CourseRepository:
     async def list_live(
         self, filters: CourseFilters, *, after_id: str | None, limit: int
     ) -> list[Course]:
-        query = select(Course).where(Course.deleted_at.is_(None)).order_by(Course.id).limit(limit)
-        if filters.provider is not None:
-            query = query.where(Course.provider == filters.provider)
-        if filters.level is not None:
-            query = query.where(Course.level == filters.level.value)
-        if filters.language is not None:
-            query = query.where(Course.language == filters.language)
-        if filters.skill is not None:
-            query = query.where(Course.skills.contains([filters.skill]))
-        if filters.free is True:
-            query = query.where(or_(Course.price.is_(None), Course.price == 0))
-        elif filters.free is False:
-            query = query.where(Course.price > 0)
-        if filters.max_duration is not None:
-            query = query.where(Course.duration_hours <= filters.max_duration)
+        query = (
+            select(Course)
+            .where(Course.deleted_at.is_(None), *filter_clauses(filters))
+            .order_by(Course.id)
+            .limit(limit)
+        )
         if after_id is not None:
             query = query.where(Course.id > after_id)
         return list((await self.session.scalars(query)).all())

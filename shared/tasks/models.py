@@ -12,7 +12,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.db import Base
 
 TASK_STATUSES = ("queued", "processing", "succeeded", "failed")
-TASK_TYPES = ("course.upsert", "course.bulk_upsert", "course.patch", "course.delete")
+TASK_TYPES = (
+    "course.upsert",
+    "course.bulk_upsert",
+    "course.patch",
+    "course.delete",
+    "learner.upsert",
+    "learner.delete",
+    "interaction.batch",
+    "model.retrain",
+)
 
 
 class Task(Base):

@@ -133,8 +133,8 @@ class TaskRepository:
 
     async def due_for_publish(
         self, *, now: datetime, requeue_after: timedelta, stuck_after: timedelta, limit: int
-    ) -> list[tuple[uuid.UUID, int]]:
-        """(id, publishes so far) of tasks whose message may be gone: queued and unpublished
+    ) -> list[tuple[uuid.UUID, int, str]]:
+        """(id, publishes so far, type) of tasks whose message may be gone: queued and unpublished
         (or published long ago), or processing for far longer than any task takes (the worker
         died holding it).
 
@@ -152,13 +152,13 @@ class TaskRepository:
             func.coalesce(Task.last_published_at, Task.started_at) < now - stuck_after
         )
         query = (
-            select(Task.id, Task.publish_count)
+            select(Task.id, Task.publish_count, Task.type)
             .where(or_(queued_stale, processing_stuck))
             .order_by(Task.seq)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [(row[0], row[1]) for row in (await self.session.execute(query)).all()]
+        return [(row[0], row[1], row[2]) for row in (await self.session.execute(query)).all()]
 
     async def unfinished_stats(self) -> tuple[dict[str, int], float | None]:
         """Unfinished tasks by status, and the age in seconds of the oldest queued one."""

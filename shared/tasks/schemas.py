@@ -19,6 +19,10 @@ class TaskType(StrEnum):
     course_bulk_upsert = "course.bulk_upsert"
     course_patch = "course.patch"
     course_delete = "course.delete"
+    learner_upsert = "learner.upsert"
+    learner_delete = "learner.delete"
+    interaction_batch = "interaction.batch"
+    model_retrain = "model.retrain"
 
 
 TERMINAL = (TaskStatus.succeeded, TaskStatus.failed)

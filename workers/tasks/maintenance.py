@@ -30,7 +30,7 @@ async def requeue_stale(rt: WorkerRuntime, *, limit: int = 500) -> int:
             stuck_after=timedelta(seconds=rt.settings.stuck_processing_after_s),
             limit=limit,
         )
-        for task_id, publishes in due:
+        for task_id, publishes, task_type in due:
             if publishes >= rt.settings.max_publishes:
                 # Its message was dead-lettered, or every worker that takes it dies: stop here.
                 await repo.fail(
@@ -39,7 +39,7 @@ async def requeue_stale(rt: WorkerRuntime, *, limit: int = 500) -> int:
                     "its worker was lost every time (see the dead-letter queue)",
                 )
                 continue
-            publish_course_task(current_app, task_id)
+            publish_course_task(current_app, task_id, task_type)
             await repo.mark_published(task_id)
         pruned = await prune(rt.settings, session)
     if any(pruned.values()):

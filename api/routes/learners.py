@@ -1,0 +1,149 @@
+"""Learners and their interactions: writes accepted with 202 (applied by workers), reads inline."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query, Request
+
+from api.auth import ReaderDep, WriterDep
+from api.deps import DispatcherDep, IdempotencyKeyDep, RecommenderDep, SessionDep, SettingsDep
+from api.errors import ERROR_RESPONSES, NOT_FOUND
+from api.routes.courses import ACCEPTED
+from api.write_path import idempotency_request
+from shared.catalog.schemas import CourseFilters
+from shared.errors import ErrorDetail, InvalidRequest, LearnerNotFound
+from shared.learners.repository import LearnerRepository
+from shared.learners.schemas import (
+    LEARNER_ID_PATTERN,
+    InteractionCounts,
+    InteractionIn,
+    LearnerIn,
+    LearnerOut,
+)
+from shared.recommendations.schemas import RecommendationPage
+from shared.tasks.schemas import TaskAccepted, TaskType
+
+router = APIRouter(tags=["learners"])
+
+LearnerIdPath = Annotated[str, Path(pattern=LEARNER_ID_PATTERN, description="the learner id")]
+
+
+@router.put("/v1/users/{user_id}", summary="Create or replace a learner profile", **ACCEPTED)
+async def put_learner(
+    caller: WriterDep,
+    user_id: LearnerIdPath,
+    profile: Annotated[LearnerIn, Body()],
+    request: Request,
+    dispatcher: DispatcherDep,
+    key: IdempotencyKeyDep,
+) -> TaskAccepted:
+    items = [profile.to_record(user_id)]
+    return await dispatcher.accept(
+        TaskType.learner_upsert,
+        items,
+        idempotency_request(request, caller, key, items),
+        caller.owner,
+    )
+
+
+@router.delete(
+    "/v1/users/{user_id}",
+    summary="Delete a learner: their profile and interactions, everywhere",
+    **ACCEPTED,
+)
+async def delete_learner(
+    caller: WriterDep,
+    user_id: LearnerIdPath,
+    request: Request,
+    dispatcher: DispatcherDep,
+    key: IdempotencyKeyDep,
+) -> TaskAccepted:
+    items = [{"id": user_id}]
+    return await dispatcher.accept(
+        TaskType.learner_delete,
+        items,
+        idempotency_request(request, caller, key, items),
+        caller.owner,
+    )
+
+
+@router.post(
+    "/v1/interactions",
+    summary="Record a batch of interactions",
+    description=(
+        "A JSON array of up to 1,000 interactions. The whole batch is validated first: any "
+        'problem answers 422 listing every problem with its location (`["body", index, field]`) '
+        "and nothing is queued. An unknown learner is created; an interaction with an unknown "
+        "course is reported as a per-item error of the task. The same `event_id` for a learner "
+        "is stored once."
+    ),
+    **ACCEPTED,
+)
+async def post_interactions(
+    caller: WriterDep,
+    interactions: Annotated[list[InteractionIn], Body(min_length=1)],
+    request: Request,
+    dispatcher: DispatcherDep,
+    settings: SettingsDep,
+    key: IdempotencyKeyDep,
+) -> TaskAccepted:
+    if len(interactions) > settings.interactions_max_items:
+        raise InvalidRequest(
+            f"At most {settings.interactions_max_items} interactions per request.",
+            [ErrorDetail(["body"], "too_long", f"{len(interactions)} items sent")],
+        )
+    accepted_at = datetime.now(UTC)
+    items = [interaction.to_record(accepted_at) for interaction in interactions]
+    return await dispatcher.accept(
+        TaskType.interaction_batch,
+        items,
+        idempotency_request(request, caller, key, items),
+        caller.owner,
+    )
+
+
+@router.get(
+    "/v1/users/{user_id}",
+    summary="A learner: profile and interaction counts",
+    response_model=LearnerOut,
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+)
+async def get_learner(_: ReaderDep, user_id: LearnerIdPath, session: SessionDep) -> LearnerOut:
+    repo = LearnerRepository(session)
+    learner = await repo.get(user_id)
+    if learner is None:
+        raise LearnerNotFound(user_id)
+    counts, latest = await repo.counts(user_id)
+    return LearnerOut(
+        id=learner.id,
+        interests=learner.interests,
+        level=learner.level,
+        language=learner.language,
+        interactions=InteractionCounts(**counts),
+        last_interaction_at=latest,
+        created_at=learner.created_at,
+        updated_at=learner.updated_at,
+    )
+
+
+@router.get(
+    "/v1/users/{user_id}/recommendations",
+    summary="What this learner should take next",
+    description=(
+        "Never includes a course the learner enrolled in or completed. A learner with history "
+        "gets a hybrid of content similarity, collaborative filtering (ALS) and popularity; one "
+        "with only a profile gets courses matching their interests; an unknown one gets popular "
+        "courses. Every item says why it is there."
+    ),
+    response_model=RecommendationPage,
+    responses=ERROR_RESPONSES,
+)
+async def recommend(
+    _: ReaderDep,
+    user_id: LearnerIdPath,
+    session: SessionDep,
+    recommender: RecommenderDep,
+    filters: Annotated[CourseFilters, Query()],
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> RecommendationPage:
+    return await recommender.recommend(session, user_id, filters, limit=limit)

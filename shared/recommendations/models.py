@@ -1,0 +1,56 @@
+"""Trained collaborative models. Item factors live in a Milvus collection per version; the
+row keeps what a read needs to fold a learner in (YᵀY) and which version is served."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, deferred, mapped_column
+
+from shared.db import Base
+
+MODEL_STATES = ("training", "active", "retired", "failed")
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), server_default=text("'als'"))
+    state: Mapped[str] = mapped_column(String(16), server_default=text("'training'"))
+    collection: Mapped[str | None] = mapped_column(String(255))
+    factors: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    learners: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    items: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    interactions: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    train_seconds: Mapped[float | None] = mapped_column(Float)
+    # YᵀY of the item factors, float64, row-major (factors x factors).
+    gram: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(f"state IN {MODEL_STATES}", name="state"),
+        Index(
+            "uq_model_versions_active",
+            "kind",
+            unique=True,
+            postgresql_where=text("state = 'active'"),
+        ),
+    )

@@ -1,0 +1,135 @@
+"""All SQL for model versions and popularity."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.catalog.models import Course
+from shared.catalog.repository import filter_clauses
+from shared.catalog.schemas import CourseFilters
+from shared.learners.models import Interaction
+from shared.recommendations.models import ModelVersion
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    version: int
+    collection: str
+    factors: int
+
+
+class ModelRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def start(self, *, factors: int, params: dict[str, Any]) -> int:
+        version = await self.session.scalar(
+            insert(ModelVersion)
+            .values(factors=factors, params=params, state="training")
+            .returning(ModelVersion.id)
+        )
+        assert version is not None
+        return int(version)
+
+    async def activate(
+        self,
+        version: int,
+        *,
+        collection: str,
+        gram: bytes,
+        learners: int,
+        items: int,
+        interactions: int,
+        train_seconds: float,
+    ) -> list[str]:
+        """Serve this version from now on; returns the collections no read can use any more
+        (those of versions before the one just replaced)."""
+        previous = await self.session.scalar(
+            select(ModelVersion.id)
+            .where(ModelVersion.kind == "als", ModelVersion.state == "active")
+            .with_for_update()
+        )
+        await self.session.execute(
+            update(ModelVersion)
+            .where(ModelVersion.kind == "als", ModelVersion.state == "active")
+            .values(state="retired")
+        )
+        await self.session.execute(
+            update(ModelVersion)
+            .where(ModelVersion.id == version)
+            .values(
+                state="active",
+                collection=collection,
+                gram=gram,
+                learners=learners,
+                items=items,
+                interactions=interactions,
+                train_seconds=train_seconds,
+                activated_at=func.now(),
+            )
+        )
+        stale = select(ModelVersion.id, ModelVersion.collection).where(
+            ModelVersion.state == "retired", ModelVersion.collection.is_not(None)
+        )
+        if previous is not None:
+            stale = stale.where(ModelVersion.id != previous)
+        rows = (await self.session.execute(stale)).all()
+        if rows:
+            await self.session.execute(
+                update(ModelVersion)
+                .where(ModelVersion.id.in_([row[0] for row in rows]))
+                .values(collection=None)
+            )
+        return [str(row[1]) for row in rows]
+
+    async def active(self) -> ActiveModel | None:
+        row = (
+            await self.session.execute(
+                select(ModelVersion.id, ModelVersion.collection, ModelVersion.factors).where(
+                    ModelVersion.kind == "als", ModelVersion.state == "active"
+                )
+            )
+        ).first()
+        if row is None or row[1] is None:
+            return None
+        return ActiveModel(version=int(row[0]), collection=row[1], factors=int(row[2]))
+
+    async def gram(self, version: int) -> bytes | None:
+        return await self.session.scalar(
+            select(ModelVersion.gram).where(ModelVersion.id == version)
+        )
+
+    async def get(self, version: int) -> ModelVersion | None:
+        return await self.session.get(ModelVersion, version)
+
+
+class PopularityRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def trending(
+        self,
+        filters: CourseFilters,
+        *,
+        since: datetime,
+        limit: int,
+        exclude: Sequence[str] = (),
+    ) -> list[tuple[str, int]]:
+        """(course id, distinct learners) of live courses interacted with since `since`."""
+        learners = func.count(func.distinct(Interaction.learner_id))
+        query = (
+            select(Interaction.course_id, learners)
+            .join(Course, Course.id == Interaction.course_id)
+            .where(Course.deleted_at.is_(None), Interaction.occurred_at >= since)
+            .where(*filter_clauses(filters))
+            .group_by(Interaction.course_id)
+            .order_by(learners.desc(), Interaction.course_id)
+            .limit(limit)
+        )
+        if exclude:
+            query = query.where(Interaction.course_id.not_in(list(exclude)))
+        return [(row[0], int(row[1])) for row in (await self.session.execute(query)).all()]

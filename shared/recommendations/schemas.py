@@ -1,0 +1,57 @@
+"""Recommendations and popular courses as clients read them."""
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from shared.catalog.schemas import CourseOut
+
+WINDOW_PATTERN = r"^[1-9][0-9]{0,3}[hd]$"
+
+
+def parse_window(window: str) -> timedelta:
+    match = re.fullmatch(r"([0-9]+)([hd])", window)
+    assert match is not None  # the route validated the pattern
+    amount = int(match.group(1))
+    return timedelta(hours=amount) if match.group(2) == "h" else timedelta(days=amount)
+
+
+class ReasonCode(StrEnum):
+    similar_to_taken = "similar_to_taken"
+    learners_like_you = "learners_like_you"
+    matches_interests = "matches_interests"
+    popular = "popular"
+
+
+class Strategy(StrEnum):
+    hybrid = "hybrid"
+    interests = "interests"
+    popular = "popular"
+
+
+class RecommendedCourse(CourseOut):
+    score: float = Field(description="blended score, higher is better (comparable within a list)")
+    reason_code: ReasonCode
+    reason: str = Field(description="why it is recommended, for display")
+    because_of: str | None = Field(
+        default=None, description="the learner's course this one is similar to, if that is why"
+    )
+
+
+class RecommendationPage(BaseModel):
+    items: list[RecommendedCourse]
+    strategy: Strategy = Field(
+        description="hybrid (history), interests (profile only) or popular (nothing known)"
+    )
+    model_version: int | None = Field(description="the ALS model version used, if any")
+
+
+class PopularCourse(CourseOut):
+    learners: int = Field(description="distinct learners who interacted within the window")
+
+
+class PopularPage(BaseModel):
+    items: list[PopularCourse]
+    window: str

@@ -1,0 +1,390 @@
+"""What a learner should take next: content, collaborative (ALS) and popularity candidates,
+blended. Everything a read needs is computed at read time from PostgreSQL and Milvus, so the
+learner's latest interaction counts at once, without a retrain.
+
+- content: a learner vector (their courses' embeddings, weighted by interaction type, rating and
+  recency, plus their interests text) searched in the course collection;
+- collaborative: the learner folded into the active ALS model (one least-squares solve against
+  the item factors of their courses, as ALS itself does per learner), searched by inner product
+  in that model's item-factor collection;
+- popularity: distinct learners per course within a window.
+The API route and the evaluation (bench/evaluate_recs.py) both call `Recommender.recommend`.
+"""
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from pymilvus import AsyncMilvusClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.catalog.models import Course
+from shared.catalog.repository import CourseRepository
+from shared.catalog.schemas import CourseFilters, course_out
+from shared.catalog.search import CourseSearch
+from shared.learners.models import Learner
+from shared.learners.repository import LearnerRepository
+from shared.milvus import filter_expression, literal, loaded_async
+from shared.recommendations.repository import (
+    ActiveModel,
+    ModelRepository,
+    PopularityRepository,
+)
+from shared.recommendations.schemas import (
+    ReasonCode,
+    RecommendationPage,
+    RecommendedCourse,
+    Strategy,
+)
+from shared.recommendations.weights import TAKEN_TYPES, aggregate
+from shared.settings import Settings
+
+POPULAR_POOL = 1000
+PREFERENCE_BOOST = 0.05
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    content: float
+    als: float
+    popular: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "BlendWeights":
+        return cls(settings.blend_content, settings.blend_als, settings.blend_popular)
+
+
+@dataclass
+class Candidates:
+    """Each model's scored candidates for one learner (seen courses already excluded)."""
+
+    strategy: Strategy
+    learner: Learner | None = None
+    seen: set[str] = field(default_factory=set)
+    history: dict[str, float] = field(default_factory=dict)
+    content: dict[str, float] = field(default_factory=dict)
+    als: dict[str, float] = field(default_factory=dict)
+    popular: dict[str, float] = field(default_factory=dict)
+    model_version: int | None = None
+    history_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    course_id: str
+    score: float
+    reason: ReasonCode
+
+
+def _on_scale(candidates: Candidates) -> list[tuple[str, dict[str, float], float]]:
+    """Each model's scores on a fixed scale, and the score of a course outside its candidates.
+
+    Fixed scales, not min-max within each list: cosine similarity as it is; ALS scores over the
+    learner's best ALS score; popularity as log(1 + learners) over the most popular course's.
+    A course a model did not return scores that model's lowest candidate (it is at most that
+    good). Min-max within the lists stretched small differences at the bottom of each list and
+    measured worse on the evaluation."""
+    scaled = []
+    if candidates.content:
+        floor = min(candidates.content.values())
+        scaled.append(("content", candidates.content, floor))
+    if candidates.als:
+        top = max(max(candidates.als.values()), 1e-9)
+        als = {key: max(0.0, value / top) for key, value in candidates.als.items()}
+        scaled.append(("als", als, min(als.values())))
+    if candidates.popular:
+        top = max(max(candidates.popular.values()), 1e-9)
+        scaled.append(("popular", {k: v / top for k, v in candidates.popular.items()}, 0.0))
+    return scaled
+
+
+def blend(candidates: Candidates, weights: BlendWeights, limit: int) -> list[Ranked]:
+    """Weighted sum of the models' scores, with the reason for each course."""
+    weight_of = {"content": weights.content, "als": weights.als, "popular": weights.popular}
+    parts = [part for part in _on_scale(candidates) if weight_of[part[0]] > 0]
+    pool = {course_id for _, scores, _ in parts for course_id in scores}
+    # The reason is the model that lifts a course most above that model's average candidate:
+    # a course of ordinary popularity that is very similar to the learner's is there for that.
+    means = {
+        source: sum(scores.get(c, floor) for c in pool) / len(pool)
+        for source, scores, floor in parts
+    }
+    totals: dict[str, float] = {}
+    best: dict[str, str] = {}
+    for course_id in pool:
+        total, top_lift = 0.0, float("-inf")
+        for source, scores, floor in parts:
+            score = scores.get(course_id, floor)
+            total += weight_of[source] * score
+            lift = weight_of[source] * (score - means[source])
+            if lift > top_lift:
+                top_lift, best[course_id] = lift, source
+        totals[course_id] = total
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return [
+        Ranked(course_id, score, _reason(best[course_id], candidates))
+        for course_id, score in ranked
+    ]
+
+
+def _reason(source: str, candidates: Candidates) -> ReasonCode:
+    if source == "als":
+        return ReasonCode.learners_like_you
+    if source == "content":
+        return ReasonCode.similar_to_taken if candidates.history else ReasonCode.matches_interests
+    return ReasonCode.popular
+
+
+def fold_in(
+    gram: np.ndarray, item_factors: np.ndarray, weights: np.ndarray, settings: Settings
+) -> np.ndarray:
+    """A learner's ALS factors given the model's item factors, as implicit's own solve computes
+    them: (YᵀY + Yᵀ(Cu - I)Y + λI) x = Yᵀ Cu p(u), with confidence Cu = alpha * weight."""
+    confidence = settings.als_alpha * weights
+    a = gram + settings.als_regularization * np.eye(gram.shape[0])
+    a += (item_factors.T * (confidence - 1.0)) @ item_factors
+    b = item_factors.T @ confidence
+    return np.asarray(np.linalg.solve(a, b))
+
+
+def matches(row: Course, filters: CourseFilters) -> bool:
+    """The filters, checked on a row (an index may lag behind PostgreSQL)."""
+    if filters.provider is not None and row.provider != filters.provider:
+        return False
+    if filters.level is not None and row.level != filters.level.value:
+        return False
+    if filters.language is not None and row.language != filters.language:
+        return False
+    if filters.skill is not None and filters.skill not in (row.skills or []):
+        return False
+    free = row.price is None or row.price == 0
+    if filters.free is not None and free != filters.free:
+        return False
+    return filters.max_duration is None or (
+        row.duration_hours is not None and row.duration_hours <= filters.max_duration
+    )
+
+
+class Recommender:
+    def __init__(self, milvus: AsyncMilvusClient, settings: Settings, search: CourseSearch):
+        self.milvus = milvus
+        self.settings = settings
+        self.search = search
+        self._gram: tuple[int, np.ndarray] | None = None
+        self._popular: dict[str, tuple[float, list[tuple[str, int]]]] = {}
+
+    # --- building blocks ---------------------------------------------------------------------
+    async def _model(self, session: AsyncSession) -> tuple[ActiveModel, np.ndarray] | None:
+        repo = ModelRepository(session)
+        active = await repo.active()
+        if active is None:
+            return None
+        if self._gram is None or self._gram[0] != active.version:
+            raw = await repo.gram(active.version)
+            if raw is None:
+                return None
+            gram = np.frombuffer(raw, dtype=np.float64).reshape(active.factors, active.factors)
+            self._gram = (active.version, gram)
+        return active, self._gram[1]
+
+    async def _vectors(self, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        expression = f"id in [{', '.join(literal(i) for i in ids)}]"
+        rows = await loaded_async(
+            self.milvus,
+            collection,
+            lambda: self.milvus.query(
+                collection, filter=expression, output_fields=["vector"], limit=len(ids)
+            ),
+        )
+        return {row["id"]: np.asarray(row["vector"], dtype=np.float64) for row in rows}
+
+    async def _nearest(
+        self, collection: str, vector: np.ndarray, expression: str, limit: int
+    ) -> dict[str, float]:
+        kwargs: dict[str, Any] = {"limit": limit, "output_fields": ["version"]}
+        if expression:
+            kwargs["filter"] = expression
+        hits = await loaded_async(
+            self.milvus,
+            collection,
+            lambda: self.milvus.search(collection, data=[vector.tolist()], **kwargs),
+        )
+        return {hit["id"]: float(hit["distance"]) for hit in hits[0]}
+
+    async def popular(
+        self, session: AsyncSession, filters: CourseFilters, window: timedelta
+    ) -> list[tuple[str, int]]:
+        """The most popular live courses within a window (cached briefly per process)."""
+        key = json.dumps([filters.model_dump(mode="json"), window.total_seconds()])
+        cached = self._popular.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        since = datetime.now(UTC) - window
+        ranked = await PopularityRepository(session).trending(
+            filters, since=since, limit=POPULAR_POOL
+        )
+        if self.settings.popular_cache_s > 0:
+            if len(self._popular) > 256:
+                self._popular.clear()
+            self._popular[key] = (now + self.settings.popular_cache_s, ranked)
+        return ranked
+
+    # --- candidates ----------------------------------------------------------------------------
+    async def candidates(
+        self, session: AsyncSession, learner_id: str, filters: CourseFilters
+    ) -> Candidates:
+        settings = self.settings
+        pool = settings.rec_candidates
+        repo = LearnerRepository(session)
+        learner = await repo.get(learner_id)
+        rows = await repo.interactions(learner_id) if learner is not None else []
+        now = datetime.now(UTC)
+        history = {
+            course_id: weight
+            for course_id, weight in aggregate(
+                settings, ((r.course_id, r.type, r.value, r.occurred_at) for r in rows), now
+            ).items()
+            if weight > 0
+        }
+        seen = {r.course_id for r in rows if r.type in TAKEN_TYPES}
+        interests = (learner.interests or "").strip() if learner is not None else ""
+        if history:
+            strategy = Strategy.hybrid
+        elif interests:
+            strategy = Strategy.interests
+        else:
+            strategy = Strategy.popular
+        found = Candidates(strategy=strategy, learner=learner, seen=seen, history=history)
+
+        popular = await self.popular(session, filters, timedelta(days=settings.popular_window_days))
+        found.popular = {
+            course_id: math.log1p(count) for course_id, count in popular if course_id not in seen
+        }
+        found.popular = dict(list(found.popular.items())[:pool])
+        if strategy is Strategy.popular:
+            return found
+
+        expression = filter_expression(filters)
+        if seen:
+            exclusion = f"id not in [{', '.join(literal(i) for i in sorted(seen))}]"
+            expression = f"{expression} and {exclusion}" if expression else exclusion
+
+        # Content: the learner's courses, weighted, plus their interests.
+        collection = settings.milvus_collection
+        found.history_vectors = await self._vectors(collection, sorted(history))
+        vector = np.zeros(settings.embedding_dim)
+        for course_id, course_vector in found.history_vectors.items():
+            vector += history[course_id] * course_vector
+        norm = np.linalg.norm(vector)
+        if norm > 0:
+            vector /= norm
+        if interests and settings.interests_weight > 0:
+            vector += settings.interests_weight * np.asarray(
+                await self.search.encode_query(interests)
+            )
+        if np.linalg.norm(vector) > 0:
+            found.content = await self._nearest(collection, vector, expression, pool)
+
+        # Collaborative: fold the learner into the active model.
+        model = await self._model(session) if history else None
+        if model is not None:
+            active, gram = model
+            found.model_version = active.version
+            known = await self._vectors(active.collection, sorted(history))
+            if known:
+                ids = sorted(known)
+                factors = np.stack([known[i] for i in ids])
+                weights = np.asarray([history[i] for i in ids])
+                user = fold_in(gram, factors, weights, settings)
+                found.als = await self._nearest(active.collection, user, expression, pool)
+        return found
+
+    # --- the read ------------------------------------------------------------------------------
+    async def recommend(
+        self,
+        session: AsyncSession,
+        learner_id: str,
+        filters: CourseFilters,
+        *,
+        limit: int,
+        weights: BlendWeights | None = None,
+    ) -> RecommendationPage:
+        found = await self.candidates(session, learner_id, filters)
+        if weights is None:
+            weights = BlendWeights.from_settings(self.settings)
+            if found.strategy is Strategy.interests:
+                weights = BlendWeights(1.0, 0.0, self.settings.interests_blend_popular)
+        ranked = blend(found, weights, limit * 2)
+        rows = await CourseRepository(session).get_many(
+            [r.course_id for r in ranked] + sorted(found.history_vectors)
+        )
+        learner = found.learner
+        kept: list[tuple[Ranked, Course, float]] = []
+        for item in ranked:
+            row = rows.get(item.course_id)
+            if row is None or row.deleted_at is not None or not matches(row, filters):
+                continue
+            score = item.score
+            # The profile's preferences nudge the order; they do not filter.
+            if learner is not None and learner.level and row.level == learner.level:
+                score += PREFERENCE_BOOST
+            if learner is not None and learner.language and row.language == learner.language:
+                score += PREFERENCE_BOOST
+            kept.append((item, row, score))
+        kept.sort(key=lambda entry: (-entry[2], entry[0].course_id))
+        kept = kept[:limit]
+        because = await self._because(found, [e[0].course_id for e in kept if _similar(e[0])])
+        items = []
+        for item, row, score in kept:
+            source = because.get(item.course_id)
+            source_row = rows.get(source) if source is not None else None
+            items.append(
+                RecommendedCourse(
+                    **course_out(row).model_dump(),
+                    score=round(score, 6),
+                    reason_code=item.reason,
+                    reason=_reason_text(item.reason, source_row),
+                    because_of=source if source_row is not None else None,
+                )
+            )
+        return RecommendationPage(
+            items=items, strategy=found.strategy, model_version=found.model_version
+        )
+
+    async def _because(self, found: Candidates, ids: list[str]) -> dict[str, str]:
+        """For courses recommended as similar: which of the learner's courses is closest."""
+        if not ids or not found.history_vectors:
+            return {}
+        vectors = await self._vectors(self.settings.milvus_collection, ids)
+        history_ids = sorted(found.history_vectors)
+        history = np.stack([found.history_vectors[i] for i in history_ids])
+        return {
+            course_id: history_ids[int(np.argmax(history @ vector))]
+            for course_id, vector in vectors.items()
+        }
+
+
+def _similar(item: Ranked) -> bool:
+    return item.reason is ReasonCode.similar_to_taken
+
+
+def _reason_text(reason: ReasonCode, source: Course | None) -> str:
+    if reason is ReasonCode.similar_to_taken:
+        return (
+            f"Similar to “{source.title}”, from your history"
+            if source
+            else "Similar to your courses"
+        )
+    if reason is ReasonCode.learners_like_you:
+        return "Learners with a history like yours took it"
+    if reason is ReasonCode.matches_interests:
+        return "Matches your interests"
+    return "Popular with learners right now"

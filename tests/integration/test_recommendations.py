@@ -1,0 +1,134 @@
+"""Recommendations: seen courses excluded, filters, cold start, freshness, retraining."""
+
+import uuid
+
+import httpx
+import pytest
+
+from tests.conftest import accept, wait_task
+from tests.integration.learning import Community, build, interact, retrain
+
+
+@pytest.fixture(scope="module")
+def community(api: httpx.Client) -> Community:
+    community = build(api)
+    retrain(api)
+    return community
+
+
+def recommend(api: httpx.Client, learner: str, **params: object) -> dict:
+    response = api.get(f"/v1/users/{learner}/recommendations", params={"limit": 8, **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_learner_gets_their_topic_and_never_what_they_took(
+    api: httpx.Client, community: Community
+) -> None:
+    learner = community.learner(f"data-{uuid.uuid4().hex[:6]}")
+    data = community.ids("data")
+    interact(
+        api,
+        [
+            {"user_id": learner, "course_id": data[0], "type": "enroll"},
+            {"user_id": learner, "course_id": data[1], "type": "complete"},
+        ],
+    )
+    body = recommend(api, learner)
+    assert body["strategy"] == "hybrid"
+    assert body["model_version"] is not None
+    ids = [item["id"] for item in body["items"]]
+    assert data[0] not in ids and data[1] not in ids
+    # A data course comes first: popularity alone would not put it there.
+    assert body["items"][0]["metadata"].get("topic") == "data", body["items"]
+    for item in body["items"]:
+        assert item["reason"] and item["reason_code"]
+        assert isinstance(item["score"], float)
+    # It is there for the learner's own history, not for its popularity.
+    assert body["items"][0]["reason_code"] in ("similar_to_taken", "learners_like_you")
+    similar = [i for i in body["items"] if i["reason_code"] == "similar_to_taken"]
+    assert all(i["because_of"] in data[:2] for i in similar)
+
+
+@pytest.mark.parametrize(
+    ("params", "predicate"),
+    [
+        ({"level": "beginner"}, lambda c: c["level"] == "beginner"),
+        ({"language": "es"}, lambda c: c["language"] == "es"),
+        ({"free": "true"}, lambda c: not c["price"]),
+        ({"free": "false", "language": "es"}, lambda c: c["price"] and c["language"] == "es"),
+    ],
+)
+def test_filters_hold(
+    api: httpx.Client, community: Community, params: dict, predicate: object
+) -> None:
+    learner = community.learner("music-fan-0")
+    for who in (learner, "nobody-knows-me"):
+        body = recommend(api, who, **params)
+        assert body["items"], params
+        assert all(predicate(item) for item in body["items"]), body["items"]  # type: ignore[operator]
+    popular = api.get("/v1/courses/popular", params={"window": "7d", **params}).json()
+    assert popular["items"] and all(predicate(i) for i in popular["items"])  # type: ignore[operator]
+
+
+def test_cold_start(api: httpx.Client, community: Community) -> None:
+    unknown = recommend(api, f"never-seen-{uuid.uuid4().hex[:6]}")
+    assert unknown["strategy"] == "popular"
+    assert unknown["items"] and all(i["reason_code"] == "popular" for i in unknown["items"])
+    learners = [i["learners"] for i in api.get("/v1/courses/popular").json()["items"]]
+    assert learners == sorted(learners, reverse=True) and learners[0] >= 6
+
+    learner = community.learner(f"newcomer-{uuid.uuid4().hex[:6]}")
+    profile = {"interests": "playing songs on the guitar and piano"}
+    assert wait_task(api, accept(api.put(f"/v1/users/{learner}", json=profile)))["status"] == (
+        "succeeded"
+    )
+    body = recommend(api, learner, limit=3)
+    assert body["strategy"] == "interests"
+    ours = [i for i in body["items"] if i["id"].startswith(community.prefix)]
+    assert ours and all(i["metadata"]["topic"] == "music" for i in ours), body["items"]
+    assert any(i["reason_code"] == "matches_interests" for i in body["items"])
+
+
+def test_a_new_interaction_counts_at_once(api: httpx.Client, community: Community) -> None:
+    learner = community.learner(f"switcher-{uuid.uuid4().hex[:6]}")
+    data, cooking = community.ids("data"), community.ids("cooking")
+    interact(api, [{"user_id": learner, "course_id": data[0], "type": "enroll"}])
+    before = recommend(api, learner)
+    interact(
+        api,
+        [
+            {"user_id": learner, "course_id": cooking[0], "type": "complete"},
+            {"user_id": learner, "course_id": cooking[1], "type": "enroll"},
+        ],
+    )
+    after = recommend(api, learner)
+    assert after["model_version"] == before["model_version"]  # no retrain in between
+    ids = [i["id"] for i in after["items"]]
+    assert cooking[0] not in ids and cooking[1] not in ids
+    topics = [i["metadata"].get("topic") for i in after["items"][:4]]
+    assert "cooking" in topics and ids != [i["id"] for i in before["items"]]
+
+
+def test_retrain_produces_a_new_version_and_changes_recommendations(
+    api: httpx.Client, community: Community
+) -> None:
+    learner = community.learner("cooking-fan-0")
+    # New evidence: cooking fans also take a music course.
+    music = community.ids("music")
+    interact(
+        api,
+        [
+            {"user_id": community.learner(f"cooking-fan-{n}"), "course_id": music[2],
+             "type": "complete"}
+            for n in range(1, 6)
+        ],
+    )  # fmt: skip
+    before = recommend(api, learner)
+    task = retrain(api)
+    assert task["type"] == "model.retrain"
+    after = recommend(api, learner)
+    assert after["model_version"] > before["model_version"]
+    # Only the model changed in between (same interactions, same popularity).
+    scores = lambda page: {i["id"]: i["score"] for i in page["items"]}  # noqa: E731
+    assert scores(after) != scores(before)
