@@ -108,12 +108,15 @@ def blend(candidates: Candidates, weights: BlendWeights, limit: int) -> list[Ran
     weight_of = {"content": weights.content, "als": weights.als, "popular": weights.popular}
     parts = [part for part in _on_scale(candidates) if weight_of[part[0]] > 0]
     pool = {course_id for _, scores, _ in parts for course_id in scores}
-    # The reason is the model that lifts a course most above that model's average candidate:
-    # a course of ordinary popularity that is very similar to the learner's is there for that.
-    means = {
-        source: sum(scores.get(c, floor) for c in pool) / len(pool)
-        for source, scores, floor in parts
-    }
+    # The reason is the model for which a course stands out most from that model's other
+    # candidates (in standard deviations, so models on different spreads compare): a course
+    # of ordinary popularity that is very similar to the learner's is there for that.
+    means, spreads = {}, {}
+    for source, scores, floor in parts:
+        values = [scores.get(c, floor) for c in pool]
+        means[source] = sum(values) / len(values)
+        variance = sum((v - means[source]) ** 2 for v in values) / len(values)
+        spreads[source] = max(variance**0.5, 1e-9)
     totals: dict[str, float] = {}
     best: dict[str, str] = {}
     for course_id in pool:
@@ -121,7 +124,7 @@ def blend(candidates: Candidates, weights: BlendWeights, limit: int) -> list[Ran
         for source, scores, floor in parts:
             score = scores.get(course_id, floor)
             total += weight_of[source] * score
-            lift = weight_of[source] * (score - means[source])
+            lift = (score - means[source]) / spreads[source]
             if lift > top_lift:
                 top_lift, best[course_id] = lift, source
         totals[course_id] = total

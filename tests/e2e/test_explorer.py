@@ -123,3 +123,36 @@ def test_learner_page_says_when_there_is_nothing_to_show(explorer: str, browser)
     expect(page.get_by_role("heading", name=f"Learner nobody-{os.getpid()}")).to_be_visible()
     expect(page.get_by_text(re.compile("No such learner|No recommendations yet"))).to_be_visible()
     page.close()
+
+
+def test_learner_page_shows_explained_recommendations(  # type: ignore[no-untyped-def]
+    explorer: str, browser, api: httpx.Client
+) -> None:
+    from playwright.sync_api import expect
+
+    learner = f"explorer-learner-{os.getpid()}"
+    profile = {"interests": "python programming and data analysis", "language": "en"}
+    assert wait_task(api, accept(api.put(f"/v1/users/{learner}", json=profile)))["status"] == (
+        "succeeded"
+    )
+    taken = {"user_id": learner, "course_id": "demo:python-foundations", "type": "complete"}
+    task = wait_task(api, accept(api.post("/v1/interactions", json=[taken])))
+    assert task["status"] == "succeeded", task
+
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{explorer}/?learner={learner}")
+    expect(page.get_by_role("heading", name=f"Learner {learner}")).to_be_visible()
+    expect(page.get_by_role("heading", name="Recommended for this learner")).to_be_visible()
+    recommended = page.locator('[data-testid="stMain"] button[kind="tertiary"]')
+    expect(recommended.first).to_be_visible()
+    titles = recommended.all_inner_texts()
+    # What they completed is never offered again; what is offered says why.
+    assert titles and "Python Foundations: From Zero to Useful Scripts" not in titles
+    assert any("python" in title.lower() for title in titles[:5])
+    expect(
+        page.locator('[data-testid="stMain"] [data-testid="stMarkdownContainer"]')
+        .filter(has_text=re.compile(r"similar|interest|learners|popular", re.IGNORECASE))
+        .first
+    ).to_be_visible()
+    page.close()

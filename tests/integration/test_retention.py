@@ -156,7 +156,7 @@ def test_republishing_backs_off_so_a_long_backlog_is_not_given_up(stack: LocalSt
                     stuck_after=timedelta(hours=1),
                     limit=10_000,
                 )
-                due_names = {ids[task_id] for task_id, _ in due if task_id in ids}
+                due_names = {ids[row[0]] for row in due if row[0] in ids}
                 await session.rollback()
                 return {name: name in due_names for name in cases}
         finally:
