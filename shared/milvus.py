@@ -5,7 +5,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from pymilvus import AsyncMilvusClient, DataType, MilvusClient
+from pymilvus import AsyncMilvusClient, CollectionSchema, DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from shared.catalog.schemas import CourseFilters
@@ -42,11 +42,9 @@ def connect(settings: Settings) -> MilvusClient:
     return MilvusClient(**client_kwargs(settings))
 
 
-def ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
-    """Create the collection and its index if missing (idempotent; races are tolerated)."""
-    if client.has_collection(name):
-        client.load_collection(name)
-        return
+def course_schema(dim: int) -> CollectionSchema:
+    """A vector per course with the fields search filters on (the course collection and the
+    ALS item-factor collections share it, so one filter expression serves both)."""
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=200)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
@@ -60,6 +58,15 @@ def ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
     )
     schema.add_field("duration_hours", DataType.FLOAT, nullable=True)
     schema.add_field("price", DataType.FLOAT, nullable=True)
+    return schema
+
+
+def ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
+    """Create the collection and its index if missing (idempotent; races are tolerated)."""
+    if client.has_collection(name):
+        client.load_collection(name)
+        return
+    schema = course_schema(dim)
     index = client.prepare_index_params()
     index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
     try:

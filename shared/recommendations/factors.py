@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
+from pymilvus import MilvusClient
 
-from shared.milvus import entity
+from shared.milvus import course_schema, entity
 
 
 def collection_name(base: str, version: int) -> str:
@@ -18,19 +18,7 @@ def collection_name(base: str, version: int) -> str:
 def create(client: MilvusClient, name: str, dim: int) -> None:
     if client.has_collection(name):
         client.drop_collection(name)
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=200)
-    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field("version", DataType.INT64)
-    schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
-    schema.add_field("provider", DataType.VARCHAR, max_length=200, nullable=True)
-    schema.add_field("level", DataType.VARCHAR, max_length=16, nullable=True)
-    schema.add_field("language", DataType.VARCHAR, max_length=35, nullable=True)
-    schema.add_field(
-        "skills", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=64, max_length=100
-    )
-    schema.add_field("duration_hours", DataType.FLOAT, nullable=True)
-    schema.add_field("price", DataType.FLOAT, nullable=True)
+    schema = course_schema(dim)
     index = client.prepare_index_params()
     # FLAT: item counts are small and an exact inner product keeps ALS scores exact.
     index.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
