@@ -48,7 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     milvus = AsyncMilvusClient(**client_kwargs(settings))
     embedder = get_embedder(settings)
     # Load the model before taking traffic, not on the first search.
-    await anyio.to_thread.run_sync(lambda: embedder.model)
+    await anyio.to_thread.run_sync(embedder.load)
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
     app.state.read_sessionmaker = create_sessionmaker(read_engine) if read_engine else sessionmaker

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.ingest import PG, _pg, cpu_seconds, machine
+from bench.environment import PG, _pg, cpu_seconds, describe, machine
 from infra.local.run import DEMO_CATALOG
 from infra.local.stack import LocalStack, free_port
 from shared.catalog.sources import read_coursera_csv, shared_data_dir
@@ -182,7 +182,10 @@ def main() -> None:
         if not args.keep_logs:
             shutil.rmtree(var_dir, ignore_errors=True)
 
-    print(f"machine: {machine()}; load from one asyncio process, {args.concurrency} concurrent")
+    print(
+        f"machine: {describe(machine())}; load from one asyncio process, "
+        f"{args.concurrency} concurrent"
+    )
     print(
         f"API: {args.api_workers} uvicorn processes; {len(courses)} courses; "
         f"{args.seconds:.0f} s each"

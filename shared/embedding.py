@@ -1,9 +1,18 @@
 """The sentence-transformers model: loaded once per process, on first use (never at import, so a
-Celery parent does not load torch before it forks its children)."""
+Celery parent does not load torch before it forks its children).
+
+Two runtimes compute the same model (setting `EMBEDDING_BACKEND`):
+- `torch`: sentence-transformers as is;
+- `openvino`: the same transformer converted in memory from the packaged weights at load time,
+  run by OpenVINO, followed by the model's own pooling (mean over the attention mask) and L2
+  normalisation. Measured on this kind of CPU (AVX2) at 2-4x torch's speed with vectors equal
+  to torch's to within float rounding (bench/embedding.py, docs/benchmarks.md).
+"""
 
 import os
 import threading
-from typing import TYPE_CHECKING
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,9 +23,11 @@ if TYPE_CHECKING:
 
 
 class Embedder:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backend: str | None = None) -> None:
         self._settings = settings
+        self.backend = backend or settings.embedding_backend
         self._model: SentenceTransformer | None = None
+        self._runner: _OpenVinoRunner | None = None
         self._lock = threading.Lock()
 
     @property
@@ -24,7 +35,13 @@ class Embedder:
         with self._lock:
             if self._model is None:
                 self._model = self._load()
+                if self.backend == "openvino":
+                    self._runner = _OpenVinoRunner(self._model, self._settings)
             return self._model
+
+    def load(self) -> None:
+        """Load (and, for OpenVINO, convert and compile) now rather than on the first call."""
+        _ = self.model
 
     def _load(self) -> "SentenceTransformer":
         # The weights ship inside a package; nothing may be fetched from a hub at run time.
@@ -35,13 +52,20 @@ class Embedder:
 
         if self._settings.embedding_threads:
             torch.set_num_threads(self._settings.embedding_threads)
-        return SentenceTransformer(self._settings.model_path(), device="cpu")
+        model = SentenceTransformer(self._settings.model_path(), device="cpu")
+        limit = self._settings.embedding_max_tokens
+        if limit and (model.max_seq_length is None or limit < model.max_seq_length):
+            model.max_seq_length = limit
+        return model
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text (cosine similarity = dot product)."""
         if not texts:
             return np.zeros((0, self._settings.embedding_dim), dtype=np.float32)
-        vectors = self.model.encode(
+        model = self.model
+        if self._runner is not None:
+            return self._runner.encode(texts, self._settings.embedding_batch_size)
+        vectors = model.encode(
             texts,
             batch_size=self._settings.embedding_batch_size,
             normalize_embeddings=True,
@@ -51,12 +75,66 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-_embedders: dict[str, Embedder] = {}
+class _OpenVinoRunner:
+    """The model's transformer compiled by OpenVINO; tokenisation, pooling and normalisation
+    as the sentence-transformers pipeline does them."""
+
+    def __init__(self, model: "SentenceTransformer", settings: Settings) -> None:
+        import openvino as ov
+
+        modules = [type(module).__name__ for module in model]
+        pooling = model[1].get_config_dict() if len(model) > 1 else {}  # type: ignore[operator]
+        if modules != ["Transformer", "Pooling", "Normalize"] or pooling.get("pooling_mode") != (
+            "mean"
+        ):
+            raise ValueError(
+                "EMBEDDING_BACKEND=openvino supports Transformer + mean Pooling + Normalize "
+                f"models; this one is {modules} ({pooling}). Use EMBEDDING_BACKEND=torch."
+            )
+        self.tokenizer = model.tokenizer
+        self.max_length = model.max_seq_length
+        self.dim = settings.embedding_dim
+        example = self.tokenizer(["a", "b c"], padding=True, return_tensors="pt")
+        with warnings.catch_warnings():
+            # Tracing notes branches on shapes; none of them depends on the input's length.
+            warnings.simplefilter("ignore")
+            converted = ov.convert_model(model[0].auto_model, example_input=dict(example))
+        config: dict[str, Any] = {"PERFORMANCE_HINT": settings.embedding_openvino_hint}
+        if settings.embedding_threads:
+            config["INFERENCE_NUM_THREADS"] = settings.embedding_threads
+        self.compiled = ov.Core().compile_model(converted, "CPU", config)
+        self.input_names = {port.get_any_name() for port in self.compiled.inputs}
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        # Longest first, as sentence-transformers does: batches of similar length pad little.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        request = self.compiled.create_infer_request()  # one per call: callers may be threads
+        for start in range(0, len(texts), batch_size):
+            index = order[start : start + batch_size]
+            features = self.tokenizer(
+                [texts[i] for i in index],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            inputs = {name: value for name, value in features.items() if name in self.input_names}
+            tokens = request.infer(inputs)[self.compiled.outputs[0]]
+            mask = features["attention_mask"][..., None].astype(np.float32)
+            pooled = (tokens * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+            out[index] = pooled / np.clip(
+                np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None
+            )
+        return out
+
+
+_embedders: dict[tuple[str, str], Embedder] = {}
 
 
 def get_embedder(settings: Settings) -> Embedder:
     """The process's embedder (one model per process, whatever the number of callers)."""
-    key = settings.model_path()
+    key = (settings.model_path(), settings.embedding_backend)
     if key not in _embedders:
         _embedders[key] = Embedder(settings)
     return _embedders[key]

@@ -6,6 +6,7 @@ work anywhere else. Production sets every URL explicitly.
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,14 @@ class Settings(BaseSettings):
     embedding_dim: int = 384
     embedding_batch_size: int = Field(default=32, ge=1)
     embedding_threads: int | None = None
+    # Which runtime computes the same model: "openvino" (the packaged weights converted in
+    # memory at load, ≈ 4 s; measured ≈ 2-4x torch here with identical vectors, see
+    # docs/benchmarks.md) or "torch" (sentence-transformers as is).
+    embedding_backend: Literal["openvino", "torch"] = "openvino"
+    # OpenVINO's performance hint: LATENCY (one stream using every thread) or THROUGHPUT.
+    embedding_openvino_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
+    # Tokens embedded per text; empty = the model's own limit (256 for all-MiniLM-L6-v2).
+    embedding_max_tokens: int | None = Field(default=None, ge=8)
 
     # --- queues and workers ---------------------------------------------------------------
     course_queue: str = "coursewise.courses"
@@ -99,9 +108,9 @@ class Settings(BaseSettings):
     # Older interactions count less: their weight halves every this many days.
     recency_half_life_days: float = Field(default=180.0, gt=0)
     # Hybrid blend (chosen on the MOOCCube evaluation, docs/recommendations.md).
-    blend_content: float = Field(default=0.4, ge=0)
+    blend_content: float = Field(default=0.35, ge=0)
     blend_als: float = Field(default=0.05, ge=0)
-    blend_popular: float = Field(default=0.55, ge=0)
+    blend_popular: float = Field(default=0.6, ge=0)
     # A learner's interests text, mixed into their content vector (and alone at cold start).
     interests_weight: float = Field(default=1.0, ge=0)
     # At cold start with a profile (interests, no history) the blend is the interests match

@@ -59,10 +59,14 @@ def init_runtime(*, warm_model: bool = True) -> WorkerRuntime:
     if _runtime is None:
         _runtime = WorkerRuntime.start(get_settings())
         if warm_model:
-            _ = _runtime.embedder.model
+            _runtime.embedder.load()
             import torch
 
-            log.info("model loaded; torch uses %d thread(s)", torch.get_num_threads())
+            log.info(
+                "model loaded (%s backend); torch uses %d thread(s)",
+                _runtime.embedder.backend,
+                torch.get_num_threads(),
+            )
         log.info("worker runtime ready")
     return _runtime
 

@@ -1,0 +1,242 @@
+"""What every benchmark needs: its own stack (database, vhost, collection, ports), a description
+of the machine, CPU accounting per process group, percentiles, and a load generator (wrk)."""
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from infra.local.stack import LocalStack, free_port
+from shared.settings import Settings
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def machine() -> dict[str, Any]:
+    cpu, flags = platform.machine(), ""
+    with contextlib.suppress(OSError):
+        info = Path("/proc/cpuinfo").read_text()
+        if found := re.search(r"^model name\s*:\s*(.+)$", info, re.M):
+            cpu = found.group(1).strip()
+        if found := re.search(r"^flags\s*:\s*(.+)$", info, re.M):
+            have = set(found.group(1).split())
+            flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in have)
+    versions = {
+        name: _version(name)
+        for name in (
+            "torch", "openvino", "sentence-transformers", "fastapi", "uvicorn", "celery",
+            "pymilvus", "milvus-lite", "sqlalchemy", "asyncpg",
+        )
+    }  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "flags": flags,
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+        "python": platform.python_version(),
+        "versions": versions,
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def describe(info: dict[str, Any]) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    return (
+        f"{info['cpu']}, {info['cores']} cores ({info['flags'] or 'no AVX2'}), "
+        f"{info['memory_gb']} GB; Python {info['python']}; {versions}"
+    )
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def cpu_seconds(stack: LocalStack) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process group the stack started."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    groups = {process.popen.pid: process.name for process in stack.processes}
+    used = dict.fromkeys(groups.values(), 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        group = int(fields[2])  # pgrp
+        if group in groups:
+            used[groups[group]] += (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+async def _pg(sql: str) -> None:
+    connection = await asyncpg.connect(f"{PG}/postgres")
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@dataclass
+class BenchStack:
+    stack: LocalStack
+    settings: Settings
+    env: dict[str, str]
+    var_dir: Path
+    database: str
+    vhost: str
+
+
+@contextlib.contextmanager
+def own_stack(
+    name: str, keep_logs: bool = False, extra_env: dict[str, str] | None = None
+) -> Iterator[BenchStack]:
+    """A database, vhost, collection and ports of this run only, and a Milvus Lite server on
+    them, migrated, with an admin key; every process started is stopped on exit."""
+    run = uuid.uuid4().hex[:8]
+    database = vhost = f"coursewise_bench_{name}_{run}"
+    env = {
+        "COURSEWISE_DATABASE_URL": f"{PG.replace('postgresql', 'postgresql+asyncpg')}/{database}",
+        "COURSEWISE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        "COURSEWISE_MILVUS_URI": f"http://127.0.0.1:{free_port()}",
+        "COURSEWISE_MILVUS_COLLECTION": f"bench_{name}_{run}",
+        "COURSEWISE_LOG_LEVEL": "WARNING",
+        # The benchmark measures the service, not its guards against abuse.
+        "COURSEWISE_MAX_PENDING_TASKS": "1000000",
+        "COURSEWISE_MAX_PENDING_TASKS_PER_OWNER": "1000000",
+        **(extra_env or {}),
+    }
+    settings = Settings(**{k.removeprefix("COURSEWISE_").lower(): v for k, v in env.items()})
+    var_dir = Path(tempfile.mkdtemp(prefix=f"coursewise-bench-{name}-"))
+    asyncio.run(_pg(f'CREATE DATABASE "{database}"'))
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True
+    )
+    stack = LocalStack(env=env, var_dir=var_dir, api_port=free_port())
+    try:
+        with stack.running():
+            stack.start_milvus(var_dir / "milvus-data")
+            stack.prestart()
+            stack.api_key = stack.create_key("bench", ["admin"], rate_limit=100_000_000)
+            yield BenchStack(stack, settings, env, var_dir, database, vhost)
+    finally:
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+        if keep_logs:
+            print(f"logs kept in {var_dir}")
+        else:
+            shutil.rmtree(var_dir, ignore_errors=True)
+
+
+# --- load generation ---------------------------------------------------------------------------
+WRK_REPORT = """
+done = function(summary, latency, requests)
+  local out = {requests = summary.requests, duration_us = summary.duration,
+    errors = summary.errors.connect + summary.errors.read + summary.errors.write
+      + summary.errors.status + summary.errors.timeout,
+    p50 = latency:percentile(50), p90 = latency:percentile(90), p99 = latency:percentile(99),
+    mean = latency.mean, max = latency.max}
+  local parts = {}
+  for k, v in pairs(out) do parts[#parts + 1] = string.format("%q:%s", k, v) end
+  io.write("WRK_JSON {" .. table.concat(parts, ",") .. "}\\n")
+end
+"""
+
+
+@dataclass
+class Load:
+    requests: int
+    seconds: float
+    errors: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+
+    @property
+    def per_s(self) -> float:
+        return self.requests / self.seconds
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def wrk(
+    url: str,
+    *,
+    seconds: float,
+    connections: int,
+    rate: float | None = None,
+    method: str = "GET",
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+    paths: list[str] | None = None,
+) -> Load:
+    """Drive `url` with wrk (a second process, C, on loopback): `connections` keep-alive
+    connections, as fast as they go, or at a total `rate` per second (each connection waits
+    connections/rate between requests: an open-ish loop for latency at a given load).
+    `paths` rotate per request (e.g. different course ids)."""
+    script = ["local paths = " + _lua_list(paths or []), "local i = 0"]
+    header_lines = "".join(
+        f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in (headers or {}).items()
+    )
+    script.append(f"wrk.method = {json.dumps(method)}")
+    if body is not None:
+        script.append(f"wrk.body = {json.dumps(body)}")
+    script.append(header_lines)
+    script.append(
+        "request = function()\n"
+        "  if #paths == 0 then return wrk.format() end\n"
+        "  i = i + 1\n"
+        "  return wrk.format(nil, paths[(i % #paths) + 1])\n"
+        "end"
+    )
+    if rate:
+        script.append(f"delay = function() return {max(1, round(connections / rate * 1000))} end")
+    script.append(WRK_REPORT)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write("\n".join(script))
+    try:
+        result = subprocess.run(
+            ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:.0f}s",
+             "--timeout", "10s", "-s", handle.name, url],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    finally:
+        os.unlink(handle.name)
+    line = next(x for x in result.stdout.splitlines() if x.startswith("WRK_JSON "))
+    data = json.loads(line.removeprefix("WRK_JSON "))
+    return Load(
+        requests=int(data["requests"]),
+        seconds=data["duration_us"] / 1e6,
+        errors=int(data["errors"]),
+        p50_ms=data["p50"] / 1000,
+        p90_ms=data["p90"] / 1000,
+        p99_ms=data["p99"] / 1000,
+        mean_ms=data["mean"] / 1000,
+    )
+
+
+def _lua_list(values: list[str]) -> str:
+    return "{" + ",".join(json.dumps(v) for v in values) + "}"

@@ -1,0 +1,55 @@
+"""The OpenVINO runtime computes the same vectors as sentence-transformers on torch, with the
+real packaged model: search answers must not change with `EMBEDDING_BACKEND`."""
+
+import numpy as np
+import pytest
+
+from shared.embedding import Embedder
+from shared.settings import Settings
+
+TEXTS = [
+    "Python for everybody",
+    "An introduction to machine learning: supervised learning, regression and classification "
+    "with scikit-learn, model evaluation and the bias-variance trade-off. " * 12,  # truncated
+    "Financial accounting basics",
+    "Negotiation skills, persuasion and conflict resolution",
+    "Déjà vu: 数据结构与算法 — структуры данных",
+    "",
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def vectors() -> dict[str, np.ndarray]:
+    settings = Settings(embedding_batch_size=3)  # batches of different lengths and padding
+    return {
+        backend: Embedder(settings, backend=backend).encode(TEXTS)
+        for backend in ("torch", "openvino")
+    }
+
+
+def test_openvino_vectors_equal_torch_vectors(vectors: dict[str, np.ndarray]) -> None:
+    torch_vectors, openvino_vectors = vectors["torch"], vectors["openvino"]
+    assert openvino_vectors.shape == torch_vectors.shape == (len(TEXTS), 384)
+    assert openvino_vectors.dtype == np.float32
+    cosine = (torch_vectors * openvino_vectors).sum(axis=1)
+    assert cosine.min() > 0.9999, cosine
+    assert np.allclose(np.linalg.norm(openvino_vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_order_of_texts_is_kept(vectors: dict[str, np.ndarray]) -> None:
+    # Each text's vector lands in its own row even though batches are sorted by length.
+    settings = Settings(embedding_batch_size=2)
+    reversed_vectors = Embedder(settings, backend="openvino").encode(TEXTS[::-1])
+    assert np.allclose(reversed_vectors[::-1], vectors["openvino"], atol=1e-5)
+
+
+def test_a_model_openvino_cannot_run_is_refused_clearly() -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from shared.embedding import _OpenVinoRunner
+
+    model = Embedder(Settings(), backend="torch").model
+    cls_only = SentenceTransformer(modules=[model[0]], device="cpu")
+    with pytest.raises(ValueError, match="EMBEDDING_BACKEND=torch"):
+        _OpenVinoRunner(cls_only, Settings())
