@@ -14,7 +14,14 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.access.keys import Scope, hash_key
-from shared.access.service import Caller, caller_for, check_usable, count_request, find_key, utcnow
+from shared.access.service import (
+    Caller,
+    RateLimiter,
+    caller_for,
+    check_usable,
+    find_key,
+    utcnow,
+)
 from shared.db import transaction
 from shared.errors import ErrorDetail, InsufficientScope, RateLimited, Unauthenticated
 from shared.settings import Settings
@@ -89,8 +96,14 @@ async def _rate_limit(request: Request, caller: Caller) -> None:
     settings: Settings = request.app.state.settings
     if not settings.rate_limit_enabled:
         return
-    async with transaction(request.app.state.sessionmaker) as session:
-        wait = await count_request(session, caller, time.time())
+    limiter: RateLimiter = request.app.state.rate_limiter
+    now = time.time()
+    wait = limiter.decide_locally(caller, now)
+    if wait == 0:
+        return
+    if wait is None:
+        async with transaction(request.app.state.sessionmaker) as session:
+            wait = await limiter.count(session, caller, now)
     if wait is not None:
         raise RateLimited(
             f"Rate limit of {caller.rate_limit_per_minute} requests per minute exceeded; "

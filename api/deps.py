@@ -1,4 +1,7 @@
-"""Annotated dependency aliases. The request session commits at the edge (after the route)."""
+"""Annotated dependency aliases. The request session commits at the edge (after the route).
+
+Every dependency is `async def`: FastAPI runs a plain `def` one in a worker thread, a thread hop
+per request (measured: 7% of a read by id) for what is an attribute lookup."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -25,27 +28,27 @@ async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _dispatcher(request: Request) -> WriteDispatcher:
+async def _dispatcher(request: Request) -> WriteDispatcher:
     return request.app.state.dispatcher
 
 
-def _search(request: Request) -> CourseSearch:
+async def _search(request: Request) -> CourseSearch:
     return request.app.state.search
 
 
-def _recommender(request: Request) -> Recommender:
+async def _recommender(request: Request) -> Recommender:
     return request.app.state.recommender
 
 
-def _celery(request: Request) -> Celery:
+async def _celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
-def _idempotency_key(
+async def _idempotency_key(
     key: Annotated[
         str | None,
         Header(

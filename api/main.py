@@ -1,5 +1,8 @@
 """The FastAPI application: engines and clients are created per process, in the lifespan."""
 
+import asyncio
+import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +26,8 @@ from api.routes import (
     tasks,
 )
 from api.write_path import WriteDispatcher
+from shared.access.service import RateLimiter
+from shared.catalog.cache import CachedCourses, CourseCache, listen
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
 from shared.embedding import get_embedder
@@ -57,11 +62,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.dispatcher = WriteDispatcher(sessionmaker, celery, settings)
     app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
     app.state.key_cache = KeyCache(settings.api_key_cache_s)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_sync_s)
     app.state.recommender = Recommender(milvus, settings, app.state.search)
+    # Reads from a replica may lag the notifications the primary sends: no cache with one.
+    cache = CourseCache(
+        settings.course_cache_ttl_s if not settings.database_read_url else 0,
+        settings.course_cache_max_items,
+    )
+    app.state.cached_courses = CachedCourses(cache, app.state.read_sessionmaker)
+    listener = asyncio.create_task(listen(cache, settings.database_url)) if cache.ttl_s else None
+    # The model and libraries loaded above are millions of long-lived objects; a full garbage
+    # collection walking them all stalled requests for 100+ ms (measured p99 at half load).
+    # Frozen, collections only look at what requests allocate.
+    gc.collect()
+    gc.freeze()
     log.info("api ready")
     try:
         yield
     finally:
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
         await milvus.close()
         celery.close()
         await engine.dispose()

@@ -100,11 +100,11 @@ def by_id(
         )
         half = api_max.per_s / 2
         api_half = wrk(
-            stack.api_url, seconds=seconds, connections=8, rate=half, paths=paths,
+            stack.api_url, seconds=seconds, connections=64, rate=half, paths=paths,
             headers=headers,
         )  # fmt: skip
         bare_half = wrk(
-            bare_url, seconds=seconds, connections=8, rate=bare_max.per_s / 2, paths=paths
+            bare_url, seconds=seconds, connections=64, rate=bare_max.per_s / 2, paths=paths
         )
     finally:
         bare.stop()

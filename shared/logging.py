@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import re
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +22,8 @@ def valid_request_id(value: str | None) -> str | None:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like uuid4().hex, without building a UUID per request.
+    return os.urandom(16).hex()
 
 
 def current_request_id() -> str | None:

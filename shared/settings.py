@@ -75,11 +75,17 @@ class Settings(BaseSettings):
     # How long a checked API key is trusted before it is looked up again: a revocation takes
     # effect within this many seconds on every API process.
     api_key_cache_s: float = Field(default=10.0, ge=0)
+    # Courses by id kept as answered, dropped when PostgreSQL notifies a change (0: off).
+    course_cache_ttl_s: float = Field(default=60.0, ge=0)
+    course_cache_max_items: int = Field(default=50_000, ge=0)
     rate_limit_enabled: bool = True
     # Requests per minute per API key (a key may carry its own), and per address for anonymous
     # public reads.
     rate_limit_per_minute: int = Field(default=600, ge=1)
     anonymous_rate_limit_per_minute: int = Field(default=120, ge=1)
+    # How often each API process writes its callers' hits to the shared counters (and reads
+    # everyone's); a caller may exceed a limit by what other processes admit meanwhile.
+    rate_limit_sync_s: float = Field(default=1.0, ge=0)
     # Any request body other than a bulk upload.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Unfinished tasks one owner may have before its writes get 429, and all owners together

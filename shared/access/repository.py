@@ -61,13 +61,13 @@ class ApiKeyRepository:
         return result.scalar_one_or_none()
 
 
-# One round trip: count this request in the current window, and read the previous window.
+# One round trip: count requests in the current window, and read the previous window.
 _HIT = text(
     """
     WITH current AS (
         INSERT INTO rate_counters (subject, window_start, hits)
-        VALUES (:subject, :window, 1)
-        ON CONFLICT (subject, window_start) DO UPDATE SET hits = rate_counters.hits + 1
+        VALUES (:subject, :window, :hits)
+        ON CONFLICT (subject, window_start) DO UPDATE SET hits = rate_counters.hits + :hits
         RETURNING hits
     )
     SELECT (SELECT hits FROM current),
@@ -81,11 +81,10 @@ class RateCounterRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def hit(self, subject: str, window: int, width: int) -> tuple[int, int]:
-        """(hits in this window including this one, hits in the previous window)."""
-        row = (
-            await self.session.execute(_HIT, {"subject": subject, "window": window, "width": width})
-        ).one()
+    async def hit(self, subject: str, window: int, width: int, hits: int = 1) -> tuple[int, int]:
+        """Add `hits` to this window; (hits in this window including them, in the previous)."""
+        params = {"subject": subject, "window": window, "width": width, "hits": hits}
+        row = (await self.session.execute(_HIT, params)).one()
         return int(row[0]), int(row[1])
 
     async def prune(self, before_window: int) -> int:

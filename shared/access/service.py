@@ -109,13 +109,85 @@ def retry_after(current: int, previous: int, elapsed: float, limit: int) -> int 
     return max(1, math.ceil(width * (1 - room / previous) - elapsed))
 
 
-async def count_request(session: AsyncSession, caller: Caller, now: float) -> int | None:
-    """Count one request of this caller; None if allowed, else seconds to wait."""
-    window = int(now // RATE_WINDOW_S) * RATE_WINDOW_S
-    current, previous = await RateCounterRepository(session).hit(
-        caller.rate_subject, window, RATE_WINDOW_S
-    )
-    return retry_after(current, previous, now - window, caller.rate_limit_per_minute)
+@dataclass
+class _Tally:
+    window: int
+    current: int  # this window's hits in the shared counters at the last sync
+    previous: int
+    synced_at: float
+    pending: int = 0  # hits seen here since, not yet written
+    refused_until: float = 0.0
+    syncing: bool = False
+
+
+# Below this many requests a minute every request goes to the shared counters: exact.
+LOCAL_MIN_LIMIT = 100
+
+
+class RateLimiter:
+    """The sliding-window limit with the shared counters (PostgreSQL) written in batches.
+
+    A request well under its caller's limit is counted in memory and admitted at once, and a
+    caller the shared counters refused is refused in memory until its wait is over. The
+    process writes its pending hits (and reads everyone's) when `sync_interval_s` has passed,
+    when the window changes, or when the estimate reaches nine tenths of the limit; then it
+    decides exactly as one shared counter would. So a caller can exceed its limit by at most
+    what other API processes admitted since their last sync, and limits under
+    `LOCAL_MIN_LIMIT` a minute are exact. The per-request database write (a third of the CPU
+    of a read by id, measured) is gone."""
+
+    def __init__(self, sync_interval_s: float = 1.0, max_subjects: int = 100_000) -> None:
+        self.sync_interval_s = sync_interval_s
+        self.max_subjects = max_subjects
+        self._tallies: dict[str, _Tally] = {}
+
+    def decide_locally(self, caller: Caller, now: float) -> int | None:
+        """0: admitted; a positive number: refused, seconds to wait; None: ask `count`."""
+        limit = caller.rate_limit_per_minute
+        tally = self._tallies.get(caller.rate_subject)
+        window = int(now // RATE_WINDOW_S) * RATE_WINDOW_S
+        if limit < LOCAL_MIN_LIMIT or tally is None or tally.window != window:
+            return None
+        # One request per subject syncs; the others go on with the last known counts meanwhile
+        # (all of them syncing at once queued on the connection pool: p99 +50 ms, measured).
+        if now - tally.synced_at > self.sync_interval_s and not tally.syncing:
+            return None
+        if tally.refused_until > now:
+            tally.pending += 1
+            return max(1, math.ceil(tally.refused_until - now))
+        weight = 1 - (now - window) / RATE_WINDOW_S
+        estimate = tally.previous * weight + tally.current + tally.pending + 1
+        if estimate > 0.9 * limit:
+            return None
+        tally.pending += 1
+        return 0
+
+    async def count(self, session: AsyncSession, caller: Caller, now: float) -> int | None:
+        """Write this request (and the pending ones) to the shared counters and decide:
+        None if allowed, else seconds to wait."""
+        subject = caller.rate_subject
+        window = int(now // RATE_WINDOW_S) * RATE_WINDOW_S
+        tally = self._tallies.get(subject)
+        pending = tally.pending if tally is not None and tally.window == window else 0
+        if tally is not None:
+            tally.pending -= pending  # taken now, so a concurrent sync does not add them twice
+            tally.syncing = True
+        try:
+            current, previous = await RateCounterRepository(session).hit(
+                subject, window, RATE_WINDOW_S, hits=pending + 1
+            )
+        finally:
+            if tally is not None:
+                tally.syncing = False
+        wait = retry_after(current, previous, now - window, caller.rate_limit_per_minute)
+        if len(self._tallies) >= self.max_subjects:  # many addresses must not grow memory
+            self._tallies.clear()
+        latest = self._tallies.get(subject)
+        carried = latest.pending if latest is not None and latest.window == window else 0
+        self._tallies[subject] = _Tally(
+            window, current, previous, now, carried, now + wait if wait else 0.0
+        )
+        return wait
 
 
 def utcnow() -> datetime:

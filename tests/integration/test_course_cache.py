@@ -1,0 +1,101 @@
+"""Courses by id are cached in the API processes, and a cached course is never served after a
+change: PostgreSQL's notifications drop it, whichever code wrote the row, and a lost listener
+connection empties the cache until it is back."""
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import asyncpg
+import httpx
+
+from shared.catalog.cache import APPLICATION_NAME
+from tests.conftest import PG_ADMIN_DSN, accept, wait_task
+
+
+def course(course_id: str, title: str) -> dict:
+    return {"id": course_id, "title": title, "description": "A course about caching answers."}
+
+
+def sql(database: str, statement: str, *args: object) -> list:
+    async def run() -> list:
+        dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}"
+        connection = await asyncpg.connect(dsn)
+        try:
+            return list(await connection.fetch(statement, *args))
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.2)
+
+
+def listeners(database: str) -> int:
+    rows = sql(
+        database,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+        database,
+        APPLICATION_NAME,
+    )
+    return int(rows[0][0])
+
+
+def titles(api: httpx.Client, course_id: str, reads: int = 6) -> set[str]:
+    # Several reads: the two API processes each have their own cache.
+    return {api.get(f"/v1/courses/{course_id}").json()["title"] for _ in range(reads)}
+
+
+def test_a_written_change_is_served_at_once(api: httpx.Client) -> None:
+    course_id = f"cache:{time.time_ns()}"
+    wait_task(api, accept(api.post("/v1/courses", json=course(course_id, "First title"))))
+    assert titles(api, course_id) == {"First title"}  # cached now, in both processes
+    task = wait_task(
+        api, accept(api.patch(f"/v1/courses/{course_id}", json={"title": "Second title"}))
+    )
+    assert task["status"] == "succeeded"
+    assert titles(api, course_id) == {"Second title"}
+    wait_task(api, accept(api.delete(f"/v1/courses/{course_id}")))
+    assert api.get(f"/v1/courses/{course_id}").status_code == 404
+
+
+def test_a_change_made_outside_the_service_is_served_at_once(
+    api: httpx.Client, stack_env: dict[str, str]
+) -> None:
+    database = stack_env["COURSEWISE_DATABASE_URL"].rsplit("/", 1)[1]
+    course_id = f"cache:{time.time_ns()}"
+    wait_task(api, accept(api.post("/v1/courses", json=course(course_id, "Before"))))
+    eventually(lambda: listeners(database) >= 2)  # one per API process
+    assert titles(api, course_id) == {"Before"}
+    # An operator's fix in SQL: no task, no worker; the trigger still announces it.
+    sql(database, "UPDATE courses SET title = 'Fixed by hand' WHERE id = $1", course_id)
+    assert titles(api, course_id) == {"Fixed by hand"}
+
+
+def test_losing_the_listener_never_serves_a_stale_course(
+    api: httpx.Client, stack_env: dict[str, str]
+) -> None:
+    database = stack_env["COURSEWISE_DATABASE_URL"].rsplit("/", 1)[1]
+    course_id = f"cache:{time.time_ns()}"
+    wait_task(api, accept(api.post("/v1/courses", json=course(course_id, "Cached"))))
+    eventually(lambda: listeners(database) >= 2)
+    assert titles(api, course_id) == {"Cached"}
+    # Cut every listener connection, and change the row while they are down.
+    sql(
+        database,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = $1 AND application_name = $2",
+        database,
+        APPLICATION_NAME,
+    )
+    sql(database, "UPDATE courses SET title = 'Changed while deaf' WHERE id = $1", course_id)
+    assert titles(api, course_id) == {"Changed while deaf"}
+    # The listeners come back by themselves, and caching with them.
+    eventually(lambda: listeners(database) >= 2)
+    sql(database, "UPDATE courses SET title = 'Changed again' WHERE id = $1", course_id)
+    assert titles(api, course_id) == {"Changed again"}
