@@ -6,6 +6,7 @@ answer. A publish that fails is not an error for the client: the ledger already 
 """
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,42 @@ class IdempotencyRequest:
     request_hash: str
 
 
+class BacklogCounts:
+    """Unfinished tasks (everyone's, and per owner), read from the ledger at most every
+    `max_age_s`, plus the tasks this process accepted since."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], max_age_s: float) -> None:
+        self.sessionmaker = sessionmaker
+        self.max_age_s = max_age_s
+        self._everyone: tuple[float, int] | None = None
+        self._owners: dict[str, tuple[float, int]] = {}
+
+    def _fresh(self, entry: tuple[float, int] | None, now: float) -> bool:
+        return entry is not None and now - entry[0] <= self.max_age_s
+
+    async def counts(self, owner: str | None) -> tuple[int, int]:
+        now = time.monotonic()
+        stale_owner = owner is not None and not self._fresh(self._owners.get(owner), now)
+        if stale_owner or not self._fresh(self._everyone, now):
+            async with self.sessionmaker() as session:
+                repo = TaskRepository(session)
+                if owner is not None:
+                    if len(self._owners) > 10_000:
+                        self._owners.clear()
+                    self._owners[owner] = (now, await repo.count_pending(owner))
+                self._everyone = (now, await repo.count_pending())
+        mine = self._owners[owner][1] if owner is not None else 0
+        assert self._everyone is not None
+        return mine, self._everyone[1]
+
+    def accepted(self, owner: str | None) -> None:
+        if self._everyone is not None:
+            self._everyone = (self._everyone[0], self._everyone[1] + 1)
+        if owner is not None and owner in self._owners:
+            at, count = self._owners[owner]
+            self._owners[owner] = (at, count + 1)
+
+
 class WriteDispatcher:
     def __init__(
         self,
@@ -56,6 +93,7 @@ class WriteDispatcher:
         self.sessionmaker = sessionmaker
         self.celery = celery
         self.settings = settings
+        self.backlog = BacklogCounts(sessionmaker, settings.backlog_check_s)
 
     async def accept(
         self,
@@ -99,26 +137,25 @@ class WriteDispatcher:
             if known is None:  # expired in between: vanishingly rare; the client may retry
                 raise IdempotencyKeyConflict(idempotency.key) from None
             return self._replay(known, idempotency)
+        self.backlog.accepted(owner)
         await self._publish(task.id, type.value)
         return TaskAccepted(
             task_id=task.id, status=TaskStatus.queued, status_url=f"/v1/tasks/{task.id}"
         )
 
     async def _check_backlog(self, owner: str | None) -> None:
-        """Refuse new work while the backlog is full. Counted, not locked: concurrent writes
-        may overshoot a cap by a few tasks, which is fine for a guard against runaway growth."""
-        async with self.sessionmaker() as session:
-            repo = TaskRepository(session)
-            if owner is not None:
-                mine = await repo.count_pending(owner)
-                if mine >= self.settings.max_pending_tasks_per_owner:
-                    raise TooManyPendingTasks(
-                        f"{mine} of your tasks are still queued or processing (the cap is "
-                        f"{self.settings.max_pending_tasks_per_owner}); wait for them to finish.",
-                        [ErrorDetail(["body"], "too_many_pending_tasks", "backlog cap reached")],
-                        retry_after_s=10,
-                    )
-            everyone = await repo.count_pending()
+        """Refuse new work while the backlog is full. Counted, not locked, and the counts are
+        read at most once a second per process (plus what this process accepted since): the
+        caps guard against runaway growth, they are not exact quotas, and two COUNT queries
+        per write were a third of the accept path's CPU (measured)."""
+        mine, everyone = await self.backlog.counts(owner)
+        if owner is not None and mine >= self.settings.max_pending_tasks_per_owner:
+            raise TooManyPendingTasks(
+                f"{mine} of your tasks are still queued or processing (the cap is "
+                f"{self.settings.max_pending_tasks_per_owner}); wait for them to finish.",
+                [ErrorDetail(["body"], "too_many_pending_tasks", "backlog cap reached")],
+                retry_after_s=10,
+            )
         if everyone >= self.settings.max_pending_tasks:
             raise BacklogFull(
                 "The service has too much queued work right now; retry later.",

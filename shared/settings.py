@@ -17,8 +17,11 @@ class Settings(BaseSettings):
 
     # --- stores -------------------------------------------------------------------------
     database_url: str = "postgresql+asyncpg://postgres@localhost:5432/coursewise"
-    db_pool_size: int = Field(default=5, ge=1)
-    db_max_overflow: int = Field(default=5, ge=0)
+    # Per process. An API process serves many requests at once: with fewer pooled connections
+    # than requests in flight, overflow connections were opened and closed per request
+    # (measured on the accept path). PostgreSQL's max_connections bounds processes x total.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
     broker_url: str = "amqp://guest:guest@localhost:5672//"
     milvus_uri: str = "http://127.0.0.1:19530"
     milvus_token: SecretStr | None = None
@@ -92,6 +95,8 @@ class Settings(BaseSettings):
     # before writes get 503: the backlog stays bounded instead of growing without end.
     max_pending_tasks_per_owner: int = Field(default=200, ge=1)
     max_pending_tasks: int = Field(default=5000, ge=1)
+    # How old the counts behind those caps may be in an API process (it adds its own accepts).
+    backlog_check_s: float = Field(default=1.0, ge=0)
     # Finished tasks (and their payloads) are deleted this long after they finish.
     task_retention_days: float = Field(default=30.0, gt=0)
 

@@ -2,15 +2,22 @@
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
 from shared.tasks.models import Task
 from shared.tasks.schemas import TaskStatus
+
+
+@dataclass(frozen=True)
+class NewTask:
+    id: uuid.UUID
+    type: str
 
 
 class TaskRepository:
@@ -19,22 +26,23 @@ class TaskRepository:
 
     async def create(
         self, *, type: str, payload: dict[str, Any], received: int, owner: str | None = None
-    ) -> Task:
+    ) -> NewTask:
         # Stamped as published now: the caller publishes right after commit, and clears the stamp
         # if that fails, so the sweeper only re-publishes what really may be lost.
-        task = Task(
-            id=uuid.uuid4(),
-            type=type,
-            owner=owner,
-            payload=payload,
-            received=received,
-            last_published_at=func.now(),
-            publish_count=1,
+        # One INSERT, not the ORM's INSERT + SELECT: this is on every accepted write.
+        task_id = uuid.uuid4()
+        await self.session.execute(
+            insert(Task).values(
+                id=task_id,
+                type=type,
+                owner=owner,
+                payload=payload,
+                received=received,
+                last_published_at=func.now(),
+                publish_count=1,
+            )
         )
-        self.session.add(task)
-        await self.session.flush()
-        await self.session.refresh(task)
-        return task
+        return NewTask(task_id, type)
 
     async def get(self, task_id: uuid.UUID, *, with_payload: bool = False) -> Task | None:
         options = [undefer(Task.payload)] if with_payload else []
