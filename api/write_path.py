@@ -60,10 +60,10 @@ class BacklogCounts:
     def _fresh(self, entry: tuple[float, int] | None, now: float) -> bool:
         return entry is not None and now - entry[0] <= self.max_age_s
 
-    async def counts(self, owner: str | None) -> tuple[int, int]:
+    async def counts(self, owner: str | None, fresh: bool = False) -> tuple[int, int]:
         now = time.monotonic()
         stale_owner = owner is not None and not self._fresh(self._owners.get(owner), now)
-        if stale_owner or not self._fresh(self._everyone, now):
+        if fresh or stale_owner or not self._fresh(self._everyone, now):
             async with self.sessionmaker() as session:
                 repo = TaskRepository(session)
                 if owner is not None:
@@ -145,10 +145,14 @@ class WriteDispatcher:
 
     async def _check_backlog(self, owner: str | None) -> None:
         """Refuse new work while the backlog is full. Counted, not locked, and the counts are
-        read at most once a second per process (plus what this process accepted since): the
-        caps guard against runaway growth, they are not exact quotas, and two COUNT queries
-        per write were a third of the accept path's CPU (measured)."""
+        read at most once a second per process (plus what this process accepted since), and
+        read again before refusing: the caps guard against runaway growth, they are not exact
+        quotas, and two COUNT queries per write were a third of the accept path's CPU."""
         mine, everyone = await self.backlog.counts(owner)
+        over_mine = owner is not None and mine >= self.settings.max_pending_tasks_per_owner
+        if over_mine or everyone >= self.settings.max_pending_tasks:
+            # Refuse only on fresh counts: the backlog may have drained since the last read.
+            mine, everyone = await self.backlog.counts(owner, fresh=True)
         if owner is not None and mine >= self.settings.max_pending_tasks_per_owner:
             raise TooManyPendingTasks(
                 f"{mine} of your tasks are still queued or processing (the cap is "
