@@ -34,7 +34,8 @@ async def process_course_task(rt: WorkerRuntime, task_id: uuid.UUID) -> str:
     items: list[dict[str, Any]] = task.payload["items"]
     applied, errors = 0, []
     limit = rt.settings.max_errors_reported
-    for chunk in chunked(list(enumerate(items)), rt.settings.apply_chunk_size):
+    chunks = chunked(list(enumerate(items)), rt.settings.apply_chunk_size)
+    for number, chunk in enumerate(chunks, start=1):
         async with transaction(rt.sessionmaker) as session:
             outcome = await apply_chunk(CourseRepository(session), operation, chunk, task.seq)
         started = time.perf_counter()
@@ -54,10 +55,11 @@ async def process_course_task(rt: WorkerRuntime, task_id: uuid.UUID) -> str:
             report.milvus_seconds,
             time.perf_counter() - started,
         )
-        async with transaction(rt.sessionmaker) as session:
-            await TaskRepository(session).record_outcome(
-                task_id, applied=applied, errors=errors[:limit]
-            )
+        if number < len(chunks):  # progress; the last chunk's is recorded with the status
+            async with transaction(rt.sessionmaker) as session:
+                await TaskRepository(session).record_outcome(
+                    task_id, applied=applied, errors=errors[:limit]
+                )
     status = TaskStatus.failed if errors and not applied else TaskStatus.succeeded
     error = errors[0]["reason"] if status is TaskStatus.failed else None
     async with transaction(rt.sessionmaker) as session:
