@@ -1,6 +1,7 @@
 """Periodic jobs run from beat."""
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from celery import current_app, shared_task
@@ -65,9 +66,24 @@ async def prune(settings: Settings, session: AsyncSession) -> dict[str, int]:
     }
 
 
+# Single writes seal into segments at most this often (a flush per sweep would make many
+# tiny segments); bulk indexing flushes as it goes.
+FLUSH_EVERY_S = 300.0
+_last_flush = 0.0
+
+
 @shared_task(name=REQUEUE_STALE_TASKS, ignore_result=True)
 def requeue_stale_tasks() -> int:
-    return runtime().run(requeue_stale(runtime()))
+    global _last_flush
+    rt = runtime()
+    requeued = rt.run(requeue_stale(rt))
+    if time.monotonic() - _last_flush >= FLUSH_EVERY_S:
+        try:
+            rt.indexer.flush()
+            _last_flush = time.monotonic()
+        except Exception as exc:  # the index serves unsealed data meanwhile; next sweep retries
+            log.warning("flushing the course collection failed: %r", exc)
+    return requeued
 
 
 @shared_task(
