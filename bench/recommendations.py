@@ -106,21 +106,29 @@ async def clients(
     return latencies, time.perf_counter() - started
 
 
+# (collection, vector, filter expression, limit, output fields): one vector search as made.
+Search = tuple[str, np.ndarray, str, int, list[str]]
+
+
 class RecordingRecommender(Recommender):
     """The service's own code, noting every vector search it makes."""
 
-    searches: list[tuple[str, np.ndarray, str, int]]
+    searches: list[Search]
 
     async def _nearest(
-        self, collection: str, vector: np.ndarray, expression: str, limit: int
+        self,
+        collection: str,
+        vector: np.ndarray,
+        expression: str,
+        limit: int,
+        vectors: dict[str, np.ndarray] | None = None,
     ) -> dict[str, float]:
-        self.searches.append((collection, vector, expression, limit))
-        return await super()._nearest(collection, vector, expression, limit)
+        fields = ["vector"] if vectors is not None else ["version"]
+        self.searches.append((collection, vector, expression, limit, fields))
+        return await super()._nearest(collection, vector, expression, limit, vectors)
 
 
-async def record_searches(
-    settings: Settings, learners: list[str]
-) -> list[list[tuple[str, np.ndarray, str, int]]]:
+async def record_searches(settings: Settings, learners: list[str]) -> list[list[Search]]:
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     milvus = AsyncMilvusClient(**client_kwargs(settings))
@@ -142,11 +150,11 @@ async def record_searches(
 
 
 async def raw_searches(
-    settings: Settings, requests: list[list[tuple[str, np.ndarray, str, int]]], n_clients: int
+    settings: Settings, requests: list[list[Search]], n_clients: int
 ) -> tuple[list[float], float]:
     """Each request's searches, one after the other as the service makes them, N at a time."""
     milvus = AsyncMilvusClient(**client_kwargs(settings))
-    queue: asyncio.Queue[list[tuple[str, np.ndarray, str, int]]] = asyncio.Queue()
+    queue: asyncio.Queue[list[Search]] = asyncio.Queue()
     for searches in requests:
         queue.put_nowait(searches)
     latencies: list[float] = []
@@ -155,8 +163,8 @@ async def raw_searches(
         while not queue.empty():
             searches = queue.get_nowait()
             started = time.perf_counter()
-            for collection, vector, expression, limit in searches:
-                kwargs: dict[str, Any] = {"limit": limit, "output_fields": ["version"]}
+            for collection, vector, expression, limit, fields in searches:
+                kwargs: dict[str, Any] = {"limit": limit, "output_fields": fields}
                 if expression:
                     kwargs["filter"] = expression
                 await milvus.search(collection, data=[vector.tolist()], **kwargs)
@@ -217,6 +225,10 @@ def main() -> None:
         with stack.running():
             stack.start_milvus(var_dir / "milvus-data")
             stack.prestart()
+            # An admin key of this run (writes, retrain and reads all need one).
+            os.environ["COURSEWISE_API_KEY"] = stack.create_key(
+                "bench", ["admin"], rate_limit=100_000_000
+            )
             stack.start_worker()
             stack.start_training_worker()
             stack.start_beat()  # the sweeper: a publish lost to a broker hiccup is redone

@@ -170,11 +170,7 @@ The service's default is `EMBEDDING_BACKEND=openvino`: OpenVINO runs the same tr
 converted in memory from the packaged weights when a process loads it (≈ 4 s, once), with the
 model's own mean pooling and normalisation; its vectors equal torch's to within float rounding
 (tested in `tests/integration/test_embedding_backends.py`). `EMBEDDING_BACKEND=torch` goes back to
-sentence-transformers on torch. What did not win here: dynamic int8 quantisation in torch
-changes the answers (overlap above) and is not faster on a CPU without VNNI; cutting texts at
-128 tokens is faster but changes which courses are found; the throughput hint of OpenVINO
-(several parallel streams) helps bulk encoding, not single queries, so the API keeps the
-latency hint.
+sentence-transformers on torch. {_losers(e)}
 
 ## Bulk ingest (`bench/ingest.py`)
 
@@ -250,6 +246,25 @@ Recommendation latency (issue 3) is measured by `bench/recommendations.py`; its 
 [recommendations.md](recommendations.md). Which component saturates first, and what to add at
 10x and 100x: [scaling.md](scaling.md).
 """
+
+
+def _losers(e: dict[str, Any]) -> str:
+    """What did not win, from the figures of this run."""
+    best = e["best"]
+    notes = []
+    for r in e["results"]:
+        if r["name"] == best or r["name"].startswith("torch fp32 (reference)"):
+            continue
+        if r["overlap"] < 0.95:
+            notes.append(
+                f"{r['name']} is {r['ratio']:.2f}x but changes the answers (top-10 overlap "
+                f"{r['overlap']:.2f})"
+            )
+        else:
+            notes.append(
+                f"{r['name']} keeps the answers but is slower than {best} ({r['ratio']:.2f}x)"
+            )
+    return "What did not win here: " + "; ".join(notes) + "." if notes else ""
 
 
 def _search_row(x: dict[str, Any]) -> str:
