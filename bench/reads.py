@@ -15,29 +15,19 @@ import asyncio
 import json
 import os
 import random
-import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.embedding import QUERIES as TYPICAL_QUERIES
-from bench.environment import PG, _pg, cpu_seconds, describe, machine
+from bench.environment import cpu_seconds, describe, machine, own_stack, percentile
 from infra.local.run import DEMO_CATALOG
-from infra.local.stack import LocalStack, free_port
 from shared.catalog.sources import read_coursera_csv, shared_data_dir
 
 QUERIES = TYPICAL_QUERIES[:8]  # repeated: they hit the query-embedding cache
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def drive(
@@ -94,85 +84,61 @@ def main() -> None:
     coursera = shared_data_dir() / "coursera_courses.csv"
     if coursera.exists():
         courses += read_coursera_csv(coursera)[: args.courses]
-    run = uuid.uuid4().hex[:8]
-    database = vhost = f"coursewise_bench_{run}"
-    env = {
-        "COURSEWISE_DATABASE_URL": f"{PG.replace('postgresql', 'postgresql+asyncpg')}/{database}",
-        "COURSEWISE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-        "COURSEWISE_MILVUS_URI": f"http://127.0.0.1:{free_port()}",
-        "COURSEWISE_MILVUS_COLLECTION": f"bench_{run}",
-        "COURSEWISE_LOG_LEVEL": "WARNING",
-    }
-    var_dir = Path(tempfile.mkdtemp(prefix="coursewise-bench-reads-"))
-    asyncio.run(_pg(f'CREATE DATABASE "{database}"'))
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True
-    )
-    stack = LocalStack(env=env, var_dir=var_dir, api_port=free_port())
     results: list[tuple[str, int, int, list[float], dict[str, float]]] = []
-    try:
-        with stack.running():
-            stack.start_milvus(var_dir / "milvus-data")
-            stack.prestart()
-            stack.api_key = stack.create_key("bench", ["admin"], rate_limit=1_000_000)
-            stack.start_worker()
-            stack.start_api(workers=args.api_workers)
-            with stack.client(timeout=120) as api:
-                body = "\n".join(json.dumps(c) for c in courses).encode()
-                accepted = api.post(
-                    "/v1/courses/bulk",
-                    content=body,
-                    headers={"content-type": "application/x-ndjson"},
-                )
-                accepted.raise_for_status()
-                loaded = time.perf_counter()
-                task = wait_task(api, accepted.json()["status_url"])
-                print(
-                    f"catalogue: {task['counts']['applied']} courses indexed in "
-                    f"{time.perf_counter() - loaded:.0f} s"
-                )
-            ids = [c["id"] for c in courses]
-            one = dict(courses[0])
+    with own_stack("reads", keep_logs=args.keep_logs) as bench:
+        stack = bench.stack
+        stack.start_worker()
+        stack.start_api(workers=args.api_workers)
+        with stack.client(timeout=120) as api:
+            body = "\n".join(json.dumps(c) for c in courses).encode()
+            accepted = api.post(
+                "/v1/courses/bulk",
+                content=body,
+                headers={"content-type": "application/x-ndjson"},
+            )
+            accepted.raise_for_status()
+            loaded = time.perf_counter()
+            task = wait_task(api, accepted.json()["status_url"])
+            print(
+                f"catalogue: {task['counts']['applied']} courses indexed in "
+                f"{time.perf_counter() - loaded:.0f} s"
+            )
+        ids = [c["id"] for c in courses]
+        one = dict(courses[0])
 
-            scenarios: dict[str, Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]] = {
-                "GET /v1/courses/{id}": lambda c: c.get(f"/v1/courses/{random.choice(ids)}"),
-                "GET /v1/courses?level=beginner": lambda c: c.get(
-                    "/v1/courses", params={"level": "beginner", "limit": 20}
-                ),
-                # Repeated queries hit the API's query-embedding cache ...
-                "GET /v1/search (8 repeated queries)": lambda c: c.get(
-                    "/v1/search", params={"q": random.choice(QUERIES), "limit": 10}
-                ),
-                # ... unique ones embed every query: the realistic worst case.
-                "GET /v1/search (unique queries)": lambda c: c.get(
-                    "/v1/search",
-                    params={"q": f"{random.choice(QUERIES)} {uuid.uuid4().hex[:6]}", "limit": 10},
-                ),
-                "GET /v1/courses/{id}/similar": lambda c: c.get(
-                    f"/v1/courses/{random.choice(ids)}/similar", params={"limit": 10}
-                ),
-                # Accept path only: the same content each time, so the worker re-embeds nothing.
-                "POST /v1/courses (202)": lambda c: c.post("/v1/courses", json=one),
-            }
-            for name, call in scenarios.items():
-                before = cpu_seconds(stack)
-                load_before = time.process_time()
-                started = time.perf_counter()
-                count, errors, latencies = asyncio.run(
-                    drive(call, stack.api_url, stack.api_key, args.concurrency, args.seconds)
-                )
-                elapsed = time.perf_counter() - started
-                after = cpu_seconds(stack)
-                spent = {k: (after[k] - before[k]) / elapsed for k in after}
-                spent["load"] = (time.process_time() - load_before) / elapsed
-                results.append((name, count, errors, latencies, spent))
-                time.sleep(2)
-    finally:
-        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
-        if not args.keep_logs:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        scenarios: dict[str, Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]] = {
+            "GET /v1/courses/{id}": lambda c: c.get(f"/v1/courses/{random.choice(ids)}"),
+            "GET /v1/courses?level=beginner": lambda c: c.get(
+                "/v1/courses", params={"level": "beginner", "limit": 20}
+            ),
+            # Repeated queries hit the API's query-embedding cache ...
+            "GET /v1/search (8 repeated queries)": lambda c: c.get(
+                "/v1/search", params={"q": random.choice(QUERIES), "limit": 10}
+            ),
+            # ... unique ones embed every query: the realistic worst case.
+            "GET /v1/search (unique queries)": lambda c: c.get(
+                "/v1/search",
+                params={"q": f"{random.choice(QUERIES)} {uuid.uuid4().hex[:6]}", "limit": 10},
+            ),
+            "GET /v1/courses/{id}/similar": lambda c: c.get(
+                f"/v1/courses/{random.choice(ids)}/similar", params={"limit": 10}
+            ),
+            # Accept path only: the same content each time, so the worker re-embeds nothing.
+            "POST /v1/courses (202)": lambda c: c.post("/v1/courses", json=one),
+        }
+        for name, call in scenarios.items():
+            before = cpu_seconds(stack)
+            load_before = time.process_time()
+            started = time.perf_counter()
+            count, errors, latencies = asyncio.run(
+                drive(call, stack.api_url, stack.api_key, args.concurrency, args.seconds)
+            )
+            elapsed = time.perf_counter() - started
+            after = cpu_seconds(stack)
+            spent = {k: (after[k] - before[k]) / elapsed for k in after}
+            spent["load"] = (time.process_time() - load_before) / elapsed
+            results.append((name, count, errors, latencies, spent))
+            time.sleep(2)
 
     print(
         f"machine: {describe(machine())}; load from one asyncio process, "

@@ -17,22 +17,16 @@ import json
 import os
 import platform
 import random
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import numpy as np
 from pymilvus import AsyncMilvusClient
 
 from bench import mooccube
-from infra.local.stack import LocalStack, free_port
+from bench.environment import own_stack
 from shared.catalog.schemas import CourseFilters
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
@@ -40,8 +34,6 @@ from shared.embedding import get_embedder
 from shared.milvus import client_kwargs
 from shared.recommendations.service import Recommender
 from shared.settings import Settings
-
-PG = "postgresql://postgres@127.0.0.1:5432"
 
 
 def headers() -> dict[str, str]:
@@ -178,14 +170,6 @@ async def raw_searches(
         await milvus.close()
 
 
-async def _pg(sql: str) -> None:
-    connection = await asyncpg.connect(f"{PG}/postgres")
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
 def summary(name: str, latencies: list[float], seconds: float) -> str:
     return (
         f"| {name} | {len(latencies)} | {percentile(latencies, 50) * 1000:.1f} | "
@@ -204,60 +188,36 @@ def main() -> None:
     if not mooccube.available():
         raise SystemExit(f"skipped: {mooccube.data_dir()} is absent")
 
-    run = uuid.uuid4().hex[:8]
-    database, vhost = f"coursewise_bench_{run}", f"coursewise_bench_{run}"
-    env = {
-        "COURSEWISE_DATABASE_URL": f"{PG.replace('postgresql', 'postgresql+asyncpg')}/{database}",
-        "COURSEWISE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-        "COURSEWISE_MILVUS_URI": f"http://127.0.0.1:{free_port()}",
-        "COURSEWISE_MILVUS_COLLECTION": f"bench_{run}",
-    }
-    os.environ.update(env)
-    settings = Settings()
-    var_dir = Path(tempfile.mkdtemp(prefix="coursewise-bench-recs-"))
-    asyncio.run(_pg(f'CREATE DATABASE "{database}"'))
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True
-    )
-    stack = LocalStack(env=env, var_dir=var_dir, api_port=free_port())
-    try:
-        with stack.running():
-            stack.start_milvus(var_dir / "milvus-data")
-            stack.prestart()
-            # An admin key of this run (writes, retrain and reads all need one).
-            os.environ["COURSEWISE_API_KEY"] = stack.create_key(
-                "bench", ["admin"], rate_limit=100_000_000
-            )
-            stack.start_worker()
-            stack.start_training_worker()
-            stack.start_beat()  # the sweeper: a publish lost to a broker hiccup is redone
-            stack.start_api(workers=args.api_workers)
-            with httpx.Client(base_url=stack.api_url, headers=headers(), timeout=120) as api:
-                started = time.perf_counter()
-                enrolments = load(api)
-                load_s = time.perf_counter() - started
-                model = api.get(f"/v1/users/{next(iter(enrolments))}/recommendations").json()
-            rng = random.Random(7)
-            with_history = sorted(enrolments)
-            learners = [rng.choice(with_history) for _ in range(args.requests)]
-            warm = learners[: min(200, len(learners))]
-            asyncio.run(clients(stack.api_url, warm, args.clients, {"limit": 10}))
-            api_latencies, api_s = asyncio.run(
-                clients(stack.api_url, learners, args.clients, {"limit": 10})
-            )
-            filtered, filtered_s = asyncio.run(
-                clients(stack.api_url, learners[:500], args.clients, {"limit": 10, "free": True})
-            )
-            recorded = asyncio.run(record_searches(settings, learners))
-            asyncio.run(raw_searches(settings, recorded[:200], args.clients))  # warm-up
-            raw, raw_s = asyncio.run(raw_searches(settings, recorded, args.clients))
-            raw_one, raw_one_s = asyncio.run(raw_searches(settings, recorded[:500], 1))
-    finally:
-        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
-        if not args.keep_logs:
-            shutil.rmtree(var_dir, ignore_errors=True)
+    with own_stack("recs", keep_logs=args.keep_logs) as bench:
+        stack = bench.stack
+        os.environ.update(bench.env)
+        settings = bench.settings
+        assert stack.api_key is not None  # own_stack's admin key: writes, retrain, reads
+        os.environ["COURSEWISE_API_KEY"] = stack.api_key
+        stack.start_worker()
+        stack.start_training_worker()
+        stack.start_beat()  # the sweeper: a publish lost to a broker hiccup is redone
+        stack.start_api(workers=args.api_workers)
+        with httpx.Client(base_url=stack.api_url, headers=headers(), timeout=120) as api:
+            started = time.perf_counter()
+            enrolments = load(api)
+            load_s = time.perf_counter() - started
+            model = api.get(f"/v1/users/{next(iter(enrolments))}/recommendations").json()
+        rng = random.Random(7)
+        with_history = sorted(enrolments)
+        learners = [rng.choice(with_history) for _ in range(args.requests)]
+        warm = learners[: min(200, len(learners))]
+        asyncio.run(clients(stack.api_url, warm, args.clients, {"limit": 10}))
+        api_latencies, api_s = asyncio.run(
+            clients(stack.api_url, learners, args.clients, {"limit": 10})
+        )
+        filtered, filtered_s = asyncio.run(
+            clients(stack.api_url, learners[:500], args.clients, {"limit": 10, "free": True})
+        )
+        recorded = asyncio.run(record_searches(settings, learners))
+        asyncio.run(raw_searches(settings, recorded[:200], args.clients))  # warm-up
+        raw, raw_s = asyncio.run(raw_searches(settings, recorded, args.clients))
+        raw_one, raw_one_s = asyncio.run(raw_searches(settings, recorded[:500], 1))
 
     import pymilvus
 
