@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     task_soft_time_limit_s: int = Field(default=1500, ge=10)
     # Courses applied and indexed per step of a bulk task (progress is recorded after each).
     apply_chunk_size: int = Field(default=1000, ge=1)
+    # A worker that takes a small course task also takes up to this many other queued small
+    # tasks (at most `batch_task_max_items` items each) and applies them together: one
+    # transaction, one embedding batch, one Milvus write. 1 turns it off.
+    batch_max_tasks: int = Field(default=50, ge=1)
+    batch_task_max_items: int = Field(default=20, ge=1)
 
     # --- API limits -----------------------------------------------------------------------
     bulk_max_items_json: int = Field(default=1000, ge=1)

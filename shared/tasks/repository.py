@@ -97,6 +97,40 @@ class TaskRepository:
         )
         return result.scalar_one_or_none()
 
+    async def claim_queued(
+        self, *, types: Sequence[str], max_received: int, limit: int, exclude: uuid.UUID
+    ) -> list[Task]:
+        """Mark up to `limit` queued tasks of `types` with at most `max_received` items
+        processing, oldest first, skipping rows other workers hold, and return them with their
+        payloads. The rows stay locked until the caller's transaction ends: a worker that gets
+        one of their messages meanwhile waits, then finds the task finished (or queued again,
+        if this transaction rolled back)."""
+        chosen = (
+            select(Task.id)
+            .where(
+                Task.status == TaskStatus.queued,
+                Task.type.in_(types),
+                Task.received <= max_received,
+                Task.id != exclude,
+            )
+            .order_by(Task.seq)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        result = await self.session.execute(
+            update(Task)
+            .where(Task.id.in_(chosen))
+            .values(
+                status=TaskStatus.processing,
+                started_at=func.statement_timestamp(),
+                attempts=Task.attempts + 1,
+            )
+            .returning(Task)
+            .options(undefer(Task.payload))
+        )
+        return sorted(result.scalars().all(), key=lambda task: task.seq)
+
     async def record_outcome(
         self,
         task_id: uuid.UUID,
@@ -108,7 +142,9 @@ class TaskRepository:
     ) -> None:
         values: dict[str, Any] = {"applied": applied, "failed": len(errors), "errors": errors}
         if status is not None:
-            values.update(status=status, error=error, finished_at=func.now())
+            # Not now(): that is when the transaction began, and one transaction may record
+            # several tasks applied together.
+            values.update(status=status, error=error, finished_at=func.clock_timestamp())
         await self.session.execute(update(Task).where(Task.id == task_id).values(**values))
 
     async def fail(self, task_id: uuid.UUID, error: str) -> None:
