@@ -6,7 +6,6 @@ happens outside any lock; the Milvus write and the `indexed` mark happen under t
 so a concurrent newer write cannot be overwritten by an older vector.
 """
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -86,14 +85,10 @@ class CourseIndexer:
         )
         return {row["id"]: (row["content_hash"], list(row["vector"])) for row in rows}
 
-    async def _embed(self, rows: Sequence[Course], report: IndexReport) -> dict[str, list[float]]:
-        if not rows:
-            return {}
+    def _embed(self, rows: Sequence[Course], report: IndexReport) -> dict[str, list[float]]:
         started = time.perf_counter()
         texts = [embedding_text(_record(row)) for row in rows]
-        # In a thread (the model releases the GIL): the loop meanwhile runs other work of the
-        # same task, such as applying a bulk task's next chunk to PostgreSQL.
-        vectors = await asyncio.to_thread(self.embedder.encode, texts)
+        vectors = self.embedder.encode(texts)
         seconds = time.perf_counter() - started
         observe_embedding(len(rows), seconds)
         report.embedded += len(rows)
@@ -123,7 +118,7 @@ class CourseIndexer:
                 report.reused += 1
             else:
                 to_embed.append(row)
-        vectors.update(await self._embed(to_embed, report))
+        vectors.update(self._embed(to_embed, report))
         hashes.update({row.id: row.content_hash for row in to_embed})
 
         async with transaction(self.sessionmaker) as session:
@@ -136,7 +131,7 @@ class CourseIndexer:
                 if row.deleted_at is None and hashes.get(row.id) != row.content_hash
             ]
             if changed:
-                vectors.update(await self._embed(changed, report))
+                vectors.update(self._embed(changed, report))
                 hashes.update({row.id: row.content_hash for row in changed})
             entities = [
                 entity(_record(row), vectors[row.id], row.version, row.content_hash)

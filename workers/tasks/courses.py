@@ -1,8 +1,6 @@
 """Applying course writes: PostgreSQL first (version-guarded), then Milvus, chunk by chunk,
 recording progress in the ledger. Safe to run any number of times for the same task."""
 
-import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -11,7 +9,7 @@ from typing import Any
 from celery import shared_task
 
 from shared.catalog.repository import CourseRepository
-from shared.catalog.writes import OPERATIONS, ChunkOutcome, apply_chunk, chunked
+from shared.catalog.writes import OPERATIONS, apply_chunk, chunked
 from shared.db import transaction
 from shared.messaging import APPLY_COURSE_WRITES
 from shared.metrics import observe_task
@@ -121,47 +119,31 @@ async def _apply_alone(rt: WorkerRuntime, task: Task) -> TaskStatus:
     applied, errors = 0, []
     limit = rt.settings.max_errors_reported
     chunks = chunked(list(enumerate(items)), rt.settings.apply_chunk_size)
-
-    async def apply(chunk: list[tuple[int, dict[str, Any]]]) -> ChunkOutcome:
+    for number, chunk in enumerate(chunks, start=1):
         async with transaction(rt.sessionmaker) as session:
-            return await apply_chunk(CourseRepository(session), operation, chunk, task.seq)
-
-    next_apply = asyncio.create_task(apply(chunks[0])) if chunks else None
-    try:
-        for number in range(1, len(chunks) + 1):
-            assert next_apply is not None
-            outcome = await next_apply
-            if number < len(chunks):
-                # The next chunk goes into PostgreSQL while this one is embedded: the indexer
-                # re-reads rows under their locks, so the overlap cannot index a stale text.
-                next_apply = asyncio.create_task(apply(chunks[number]))
-            started = time.perf_counter()
-            report = await rt.indexer.sync(outcome.touched)
-            applied += outcome.applied
-            errors.extend(outcome.errors)
-            log.info(
-                "task %s: applied %d, failed %d, embedded %d (%.1fs), reused %d, removed %d, "
-                "milvus %.2fs, index step %.1fs",
-                task_id,
-                outcome.applied,
-                len(outcome.errors),
-                report.embedded,
-                report.embed_seconds,
-                report.reused,
-                report.removed,
-                report.milvus_seconds,
-                time.perf_counter() - started,
-            )
-            if number < len(chunks):  # progress; the last chunk's is recorded with the status
-                async with transaction(rt.sessionmaker) as session:
-                    await TaskRepository(session).record_outcome(
-                        task_id, applied=applied, errors=errors[:limit]
-                    )
-    finally:
-        if next_apply is not None:  # after a failure, the next chunk is not applied
-            next_apply.cancel()
-            with contextlib.suppress(BaseException):
-                await next_apply
+            outcome = await apply_chunk(CourseRepository(session), operation, chunk, task.seq)
+        started = time.perf_counter()
+        report = await rt.indexer.sync(outcome.touched)
+        applied += outcome.applied
+        errors.extend(outcome.errors)
+        log.info(
+            "task %s: applied %d, failed %d, embedded %d (%.1fs), reused %d, removed %d, "
+            "milvus %.2fs, index step %.1fs",
+            task_id,
+            outcome.applied,
+            len(outcome.errors),
+            report.embedded,
+            report.embed_seconds,
+            report.reused,
+            report.removed,
+            report.milvus_seconds,
+            time.perf_counter() - started,
+        )
+        if number < len(chunks):  # progress; the last chunk's is recorded with the status
+            async with transaction(rt.sessionmaker) as session:
+                await TaskRepository(session).record_outcome(
+                    task_id, applied=applied, errors=errors[:limit]
+                )
     status, error = _final_status(applied, errors)
     async with transaction(rt.sessionmaker) as session:
         await TaskRepository(session).record_outcome(
