@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,6 +87,21 @@ def cpu_seconds(stack: LocalStack) -> dict[str, float]:
         if group in groups:
             used[groups[group]] += (int(fields[11]) + int(fields[12])) / ticks
     return used
+
+
+def settle(stack: LocalStack, *, below: float = 0.15, timeout: float = 90.0) -> float:
+    """Wait until the stack's own processes are quiet (under `below` cores for a second), up to
+    `timeout`: after writes Milvus Lite builds indexes and compacts in the background, and a
+    path and its limit must be measured under the same conditions. Returns the seconds waited."""
+    started = time.perf_counter()
+    previous = sum(cpu_seconds(stack).values())
+    while time.perf_counter() - started < timeout:
+        time.sleep(1.0)
+        now = sum(cpu_seconds(stack).values())
+        if now - previous < below:
+            break
+        previous = now
+    return time.perf_counter() - started
 
 
 async def _pg(sql: str) -> None:

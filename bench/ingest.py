@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from bench.environment import BenchStack, cpu_seconds, describe, machine, own_stack
+from bench.environment import BenchStack, cpu_seconds, describe, machine, own_stack, settle
 from shared.catalog.schemas import CourseIn, embedding_text
 from shared.catalog.sources import read_coursera_csv, shared_data_dir
 from shared.embedding import Embedder
@@ -46,6 +46,7 @@ def run(bench: BenchStack, courses: list[dict[str, Any]]) -> dict[str, Any]:
     if not any(p.name == "api" for p in stack.processes):
         stack.start_api()
     time.sleep(5)  # let the worker finish loading its model before the clock starts
+    settle(stack)
 
     # The limit: the same model and backend, the same texts, one encode call, in this
     # process; measured before and after the end-to-end run (this machine's speed drifts).

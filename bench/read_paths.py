@@ -7,7 +7,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from bench.environment import BenchStack, Load, cpu_seconds, wrk
+from bench.environment import BenchStack, Load, cpu_seconds, settle, wrk
 from bench.limits import run_search
 from infra.local.stack import BIN, free_port
 
@@ -46,8 +46,10 @@ def search(
     the API has, measured before and after (the limit is their mean)."""
     stack = bench.stack
     third = len(queries) // 3
+    settle(stack)
     before = run_search(bench.env, queries[:third], clients, seconds, api_workers)
     paths = [f"/v1/search?limit=10&q={quote(q)}" for q in queries[third : 2 * third]]
+    settle(stack)
     cpu_before = cpu_seconds(stack)
     started = time.perf_counter()
     api = wrk(
@@ -55,6 +57,7 @@ def search(
     )
     elapsed = time.perf_counter() - started
     cpu_after = cpu_seconds(stack)
+    settle(stack)
     after = run_search(bench.env, queries[2 * third :], clients, seconds, api_workers)
     raw_p50 = (before["p50_ms"] + after["p50_ms"]) / 2
     raw_p99 = (before["p99_ms"] + after["p99_ms"]) / 2
@@ -94,15 +97,19 @@ def by_id(
         _wait_http(bare_url + "/v1/courses/x")
         wrk(bare_url, seconds=2, connections=connections, paths=paths)  # warm up
         wrk(stack.api_url, seconds=2, connections=connections, paths=paths, headers=headers)
+        settle(stack)
         bare_max = wrk(bare_url, seconds=seconds, connections=connections, paths=paths)
+        settle(stack)
         api_max = wrk(
             stack.api_url, seconds=seconds, connections=connections, paths=paths, headers=headers
         )
         half = api_max.per_s / 2
+        settle(stack)
         api_half = wrk(
             stack.api_url, seconds=seconds, connections=64, rate=half, paths=paths,
             headers=headers,
         )  # fmt: skip
+        settle(stack)
         bare_half = wrk(
             bare_url, seconds=seconds, connections=64, rate=bare_max.per_s / 2, paths=paths
         )

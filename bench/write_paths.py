@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from pymilvus import AsyncMilvusClient
 
-from bench.environment import BenchStack, cpu_seconds, percentile, wrk
+from bench.environment import BenchStack, cpu_seconds, percentile, settle, wrk
 from bench.limits import run_publish
 from shared.milvus import client_kwargs, literal
 
@@ -27,6 +27,7 @@ def accept(
     as many processes as the API has."""
     stack = bench.stack
     url = bench.env["COURSEWISE_BROKER_URL"]
+    settle(stack)
     before = run_publish(url, seconds, api_workers, threads=connections // api_workers)
     headers = {
         "Authorization": f"Bearer {stack.api_key}",
@@ -36,6 +37,7 @@ def accept(
         stack.api_url + "/v1/courses", seconds=2, connections=connections, method="POST",
         body=json.dumps(course), headers=headers,
     )  # fmt: skip
+    settle(stack)
     cpu_before = cpu_seconds(stack)
     started = time.perf_counter()
     api = wrk(
@@ -44,6 +46,7 @@ def accept(
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     cpu_after = cpu_seconds(stack)
+    settle(stack)
     after = run_publish(url, seconds, api_workers, threads=connections // api_workers)
     raw = (before["per_s"] + after["per_s"]) / 2
     return {
@@ -136,6 +139,7 @@ def freshness(
     """Time from 202 to searchable for distinct new courses written at a steady `rate`/s (each
     needs an embedding: new ids and new texts), with the worker running."""
     stack = bench.stack
+    settle(stack)
     cpu_before = cpu_seconds(stack)
     started = time.perf_counter()
     result = asyncio.run(_freshness(bench, courses, rate, seconds))
