@@ -5,6 +5,7 @@ the check runs before the route body and before any work is done. The caller is 
 `request.state` for dependencies that scope data to it (tasks, idempotency keys).
 """
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -35,6 +36,9 @@ _bearer = HTTPBearer(
 _CACHE_MAX = 10_000
 
 
+Checked = tuple[Caller | str, datetime | None]  # the caller, or why the key is refused; expiry
+
+
 class KeyCache:
     """Recently checked keys, by hash, so a busy client costs no lookup per request."""
 
@@ -42,6 +46,19 @@ class KeyCache:
         self.ttl_s = ttl_s
         # A refused key is cached with the reason it was refused.
         self._entries: dict[str, tuple[float, Caller | str, datetime | None]] = {}
+        self._loading: dict[str, asyncio.Future[Checked]] = {}
+
+    async def load(self, secret: str, look_up: Callable[[], Awaitable[Checked]]) -> Checked:
+        """One lookup per key at a time. When a busy key's entry expires, every request in
+        flight misses it at once; they share one query instead of each taking a pool
+        connection (a latency spike every `ttl_s`, measured)."""
+        digest = hash_key(secret)
+        pending = self._loading.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(look_up())
+            self._loading[digest] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(digest, None))
+        return await asyncio.shield(pending)
 
     def get(self, secret: str) -> tuple[Caller | str, datetime | None] | None:
         entry = self._entries.get(hash_key(secret))
@@ -74,16 +91,21 @@ async def _identify(request: Request, token: str | None, anonymous_ok: bool) -> 
     cached = cache.get(token)
     now = utcnow()
     if cached is None:
-        async with request.app.state.sessionmaker() as session:
-            key = await find_key(session, token)
-        try:
-            usable = check_usable(key, now)
-        except Unauthenticated as refused:
-            cache.put(token, refused.details[0].message, None)
-            raise
-        caller = caller_for(usable, settings.rate_limit_per_minute)
-        cache.put(token, caller, usable.expires_at)
-        return caller
+
+        async def look_up() -> Checked:
+            async with request.app.state.sessionmaker() as session:
+                key = await find_key(session, token)
+            try:
+                usable = check_usable(key, now)
+            except Unauthenticated as refused:
+                reason = refused.details[0].message
+                cache.put(token, reason, None)
+                return reason, None
+            checked = caller_for(usable, settings.rate_limit_per_minute), usable.expires_at
+            cache.put(token, *checked)
+            return checked
+
+        cached = await cache.load(token, look_up)
     known, expires_at = cached
     if isinstance(known, str):
         raise Unauthenticated(known)

@@ -104,3 +104,26 @@ def test_batched_limiter_bounds_overshoot_and_saves_round_trips() -> None:
     assert counters.round_trips < 1000 / 4  # most requests never touched the database
     # Every request is eventually counted in the shared table (refused ones too).
     assert sum(counters.hits.values()) <= 1000
+
+
+def test_requests_that_miss_a_key_together_share_one_lookup() -> None:
+    import asyncio
+
+    from api.auth import Checked, KeyCache
+
+    cache = KeyCache(ttl_s=10)
+    lookups = 0
+
+    async def look_up() -> Checked:
+        nonlocal lookups
+        lookups += 1
+        await asyncio.sleep(0.01)  # the query
+        return "The API key was revoked.", None
+
+    async def burst() -> list[Checked]:
+        return await asyncio.gather(*(cache.load("cw_key", look_up) for _ in range(50)))
+
+    answers = asyncio.run(burst())
+    assert lookups == 1 and {answer[0] for answer in answers} == {"The API key was revoked."}
+    asyncio.run(burst())  # the lookup finished: a later miss looks up again
+    assert lookups == 2
