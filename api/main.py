@@ -29,7 +29,7 @@ from api.write_path import WriteDispatcher
 from shared.access.service import RateLimiter
 from shared.catalog.cache import CachedCourses, CourseCache, listen
 from shared.catalog.search import CourseSearch
-from shared.db import create_engine, create_sessionmaker
+from shared.db import create_autocommit_sessionmaker, create_engine, create_sessionmaker
 from shared.embedding import get_embedder
 from shared.logging import configure_logging
 from shared.messaging import build_celery
@@ -59,7 +59,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.read_sessionmaker = create_sessionmaker(read_engine) if read_engine else sessionmaker
     app.state.celery = celery
     app.state.milvus = milvus
-    app.state.dispatcher = WriteDispatcher(sessionmaker, celery, settings)
+    app.state.dispatcher = WriteDispatcher(
+        sessionmaker, celery, settings, create_autocommit_sessionmaker(engine)
+    )
     app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
     app.state.key_cache = KeyCache(settings.api_key_cache_s)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_sync_s)
