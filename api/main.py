@@ -13,6 +13,7 @@ from pymilvus import AsyncMilvusClient
 
 from api.auth import KeyCache
 from api.errors import install_error_handlers
+from api.fast_reads import CourseByIdFastPath
 from api.limits import BodySizeLimit
 from api.observability import ObservabilityMiddleware
 from api.routes import (
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, settings=settings)
+    app.add_middleware(CourseByIdFastPath)
     # Added last, so outermost: every response (413s included) carries the request id.
     app.add_middleware(ObservabilityMiddleware)
     # `recommendations` before `courses`: /v1/courses/popular is not a course id.

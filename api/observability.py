@@ -13,9 +13,13 @@ from shared.metrics import observe_request
 _HEADER = REQUEST_ID_HEADER.lower().encode()
 
 
+# Set by a middleware that answers before routing (api/fast_reads.py): the template it serves.
+ROUTE_TEMPLATE = "coursewise.route_template"
+
+
 def route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path", None) or scope.get(ROUTE_TEMPLATE)
     return path if isinstance(path, str) else "unmatched"
 
 

@@ -141,8 +141,12 @@ class RateLimiter:
         self.max_subjects = max_subjects
         self._tallies: dict[str, _Tally] = {}
 
-    def decide_locally(self, caller: Caller, now: float) -> int | None:
-        """0: admitted; a positive number: refused, seconds to wait; None: ask `count`."""
+    def decide_locally(
+        self, caller: Caller, now: float, *, count_refusal: bool = True
+    ) -> int | None:
+        """0: admitted; a positive number: refused, seconds to wait; None: ask `count`.
+        `count_refusal` False: a refusal is not counted and None is returned instead (for a
+        caller that then hands the request to the full path, which counts it)."""
         limit = caller.rate_limit_per_minute
         tally = self._tallies.get(caller.rate_subject)
         window = int(now // RATE_WINDOW_S) * RATE_WINDOW_S
@@ -153,6 +157,8 @@ class RateLimiter:
         if now - tally.synced_at > self.sync_interval_s and not tally.syncing:
             return None
         if tally.refused_until > now:
+            if not count_refusal:
+                return None
             tally.pending += 1
             return max(1, math.ceil(tally.refused_until - now))
         weight = 1 - (now - window) / RATE_WINDOW_S

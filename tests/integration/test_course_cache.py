@@ -9,8 +9,11 @@ from collections.abc import Callable
 import asyncpg
 import httpx
 
+from infra.local.stack import LocalStack
 from shared.catalog.cache import APPLICATION_NAME
 from tests.conftest import PG_ADMIN_DSN, accept, wait_task
+from tests.integration.test_access import assert_error, new_key
+from tests.integration.test_observability import scrape, value
 
 
 def course(course_id: str, title: str) -> dict:
@@ -99,3 +102,43 @@ def test_losing_the_listener_never_serves_a_stale_course(
     eventually(lambda: listeners(database) >= 2)
     sql(database, "UPDATE courses SET title = 'Changed again' WHERE id = $1", course_id)
     assert titles(api, course_id) == {"Changed again"}
+
+
+def test_cached_answers_are_the_routes_and_keep_its_checks(
+    api: httpx.Client, stack: LocalStack
+) -> None:
+    """Cached courses are answered before routing (api/fast_reads.py): the same bytes and
+    headers as the route, counted under the route in the metrics, and only for a caller the
+    route would serve."""
+    course_id = f"cache:fast:{time.time_ns()}"
+    wait_task(api, accept(api.post("/v1/courses", json=course(course_id, "Fast title"))))
+    count = "coursewise_http_request_duration_seconds_count"
+    labels = {"method": "GET", "route": "/v1/courses/{course_id}", "status": "200"}
+    before = value(scrape(f"{stack.api_url}/metrics"), count, **labels)
+    # Fresh connections spread over both API processes: the first reads fill the caches.
+    answers = [
+        httpx.get(f"{stack.api_url}/v1/courses/{course_id}", headers=api.headers, timeout=10)
+        for _ in range(12)
+    ]
+    shapes = {
+        (a.status_code, a.content, a.headers["content-type"], a.headers["content-length"])
+        for a in answers
+    }
+    assert len(shapes) == 1 and answers[0].json()["title"] == "Fast title"
+    assert len({a.headers["x-request-id"] for a in answers}) == 12
+    after = value(scrape(f"{stack.api_url}/metrics"), count, **labels)
+    assert after - before == 12
+
+    writer = new_key(api, ["write"])["key"]
+    for token, status, code in [
+        (f"Bearer {writer}", 403, "insufficient_scope"),
+        ("Bearer cw_not-a-key", 401, "unauthenticated"),
+        (f"Basic {writer}", 401, "unauthenticated"),
+    ]:
+        for _ in range(4):  # both processes, with the course cached in each
+            response = httpx.get(
+                f"{stack.api_url}/v1/courses/{course_id}",
+                headers={"Authorization": token},
+                timeout=10,
+            )
+            assert_error(response, status, code)
