@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from sqlalchemy import text
 
 from infra.local.stack import LocalStack
 from shared.db import transaction
@@ -27,13 +28,25 @@ def course(course_id: str, title: str) -> dict[str, Any]:
     return {"id": course_id, "title": title, "description": f"{title}: learn it step by step."}
 
 
-async def queue(s: Stores, type: str, items: list[dict[str, Any]]) -> uuid.UUID:
-    """A task as the API records it, without its message: only batching can apply it."""
+async def queue(s: Stores, *tasks: tuple[str, list[dict[str, Any]]]) -> list[uuid.UUID]:
+    """Tasks as the API records them, without their messages: only batching can apply them.
+
+    The session's own worker also takes queued small tasks when it applies one: wait until it
+    has none in hand, and record these together, so they are this test's to apply."""
+    for _ in range(300):
+        async with s.sessionmaker() as session:
+            busy = await session.scalar(
+                text("SELECT count(*) FROM tasks WHERE status IN ('queued', 'processing')")
+            )
+        if not busy:
+            break
+        await asyncio.sleep(0.2)
     async with transaction(s.sessionmaker) as session:
-        task = await TaskRepository(session).create(
-            type=type, payload={"items": items}, received=len(items)
-        )
-    return task.id
+        repo = TaskRepository(session)
+        return [
+            (await repo.create(type=type, payload={"items": items}, received=len(items))).id
+            for type, items in tasks
+        ]
 
 
 async def ledger(s: Stores, task_id: uuid.UUID) -> Any:
@@ -62,16 +75,15 @@ def test_queued_single_course_tasks_are_applied_together_each_with_its_own_outco
 
     async def body() -> None:
         async with stores(get_settings()) as s:
-            first = await queue(s, "course.upsert", [course(ids[0], "Soil science")])
-            others = [
-                await queue(s, "course.upsert", [course(cid, f"Glacier {n}")])
-                for n, cid in enumerate(ids[1:], start=1)
-            ]
-            renamed = await queue(
-                s, "course.patch", [{"id": ids[1], "changes": {"title": "Glaciers, renamed"}}]
-            )
-            missing = await queue(
-                s, "course.patch", [{"id": f"batch:{tag}:missing", "changes": {"rating": 4.0}}]
+            first, *others, renamed, missing = await queue(
+                s,
+                ("course.upsert", [course(ids[0], "Soil science")]),
+                *[
+                    ("course.upsert", [course(cid, f"Glacier {n}")])
+                    for n, cid in enumerate(ids[1:], start=1)
+                ],
+                ("course.patch", [{"id": ids[1], "changes": {"title": "Glaciers, renamed"}}]),
+                ("course.patch", [{"id": f"batch:{tag}:missing", "changes": {"rating": 4.0}}]),
             )
 
             assert await process_course_task(worker(s), first) == "succeeded"
@@ -103,9 +115,13 @@ def test_a_task_that_breaks_the_batch_goes_back_to_the_queue_and_the_taken_one_s
 
     async def body() -> None:
         async with stores(get_settings()) as s:
-            taken = await queue(s, "course.upsert", [course(f"batch:{tag}:ok", "Pottery basics")])
-            # An item with no id: a contract the worker cannot apply (never accepted by the API).
-            broken = await queue(s, "course.delete", [{"course": "no id"}])
+            taken, broken = await queue(
+                s,
+                ("course.upsert", [course(f"batch:{tag}:ok", "Pottery basics")]),
+                # An item with no id: a contract the worker cannot apply (the API never
+                # accepts it).
+                ("course.delete", [{"course": "no id"}]),
+            )
 
             assert await process_course_task(worker(s), taken) == "succeeded"
 
