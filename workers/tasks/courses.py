@@ -9,7 +9,7 @@ from typing import Any
 from celery import shared_task
 
 from shared.catalog.repository import CourseRepository
-from shared.catalog.writes import OPERATIONS, apply_chunk, chunked
+from shared.catalog.writes import OPERATIONS, ChunkOutcome, apply_chunk, chunked
 from shared.db import transaction
 from shared.messaging import APPLY_COURSE_WRITES
 from shared.metrics import observe_task
@@ -74,7 +74,7 @@ async def _apply_with_queued(rt: WorkerRuntime, task: Task) -> TaskStatus | None
         if not others:
             return None
         tasks = sorted([task, *others], key=lambda t: t.seq)
-        outcomes = {}
+        outcomes: dict[uuid.UUID, ChunkOutcome] = {}
         async with transaction(rt.sessionmaker) as session:
             repo = CourseRepository(session)
             # Lock every course first, in one order, as a single task does.
@@ -85,21 +85,20 @@ async def _apply_with_queued(rt: WorkerRuntime, task: Task) -> TaskStatus | None
                 outcomes[t.id] = await apply_chunk(repo, OPERATIONS[TaskType(t.type)], items, t.seq)
         report = await rt.indexer.sync([i for o in outcomes.values() for i in o.touched])
         limit = settings.max_errors_reported
+        statuses = {}
         for t in tasks:
             outcome = outcomes[t.id]
-            status, error = _final_status(outcome.applied, outcome.errors)
+            statuses[t.id], error = _final_status(outcome.applied, outcome.errors)
             await ledger.record_outcome(
                 t.id,
                 applied=outcome.applied,
                 errors=outcome.errors[:limit],
-                status=status,
+                status=statuses[t.id],
                 error=error,
             )
     seconds = time.perf_counter() - started
     for t in others:
-        observe_task(
-            t.type, _final_status(outcomes[t.id].applied, outcomes[t.id].errors)[0].value, seconds
-        )
+        observe_task(t.type, statuses[t.id].value, seconds)
     log.info(
         "task %s applied with %d queued task(s): embedded %d (%.2fs), milvus %.2fs, %.2fs in all",
         task.id,
@@ -109,7 +108,7 @@ async def _apply_with_queued(rt: WorkerRuntime, task: Task) -> TaskStatus | None
         report.milvus_seconds,
         seconds,
     )
-    return _final_status(outcomes[task.id].applied, outcomes[task.id].errors)[0]
+    return statuses[task.id]
 
 
 async def _apply_alone(rt: WorkerRuntime, task: Task) -> TaskStatus:
