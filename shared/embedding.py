@@ -10,6 +10,7 @@ Two runtimes compute the same model (setting `EMBEDDING_BACKEND`):
 """
 
 import os
+import sys
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -75,11 +76,24 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+def _without_usage_reports() -> None:
+    """Keep OpenVINO's converter from reporting usage to Google Analytics.
+
+    Unless the machine opted out (a file under $HOME) or CI=true, importing the converter and
+    each conversion send events, each from a new process that tries the network for seconds:
+    data leaving a service, a $HOME write and dozens of processes at every start (measured: 38
+    in the first 7 s of a worker). Without the `openvino_telemetry` package the converter uses
+    its own no-op stand-in; a None entry in sys.modules makes that import fail."""
+    if "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
+
+
 class _OpenVinoRunner:
     """The model's transformer compiled by OpenVINO; tokenisation, pooling and normalisation
     as the sentence-transformers pipeline does them."""
 
     def __init__(self, model: "SentenceTransformer", settings: Settings) -> None:
+        _without_usage_reports()
         import openvino as ov
 
         modules = [type(module).__name__ for module in model]

@@ -53,3 +53,38 @@ def test_a_model_openvino_cannot_run_is_refused_clearly() -> None:
     cls_only = SentenceTransformer(modules=[model[0]], device="cpu")
     with pytest.raises(ValueError, match="EMBEDDING_BACKEND=torch"):
         _OpenVinoRunner(cls_only, Settings())
+
+
+LOAD_AND_COUNT = """
+import multiprocessing.process, sys
+started = []
+original = multiprocessing.process.BaseProcess.start
+def start(self):
+    started.append(self)
+    return original(self)
+multiprocessing.process.BaseProcess.start = start
+from shared.embedding import Embedder
+from shared.settings import Settings
+Embedder(Settings(), backend="openvino").encode(["hello"])
+print(len(started))
+"""
+
+
+def test_loading_openvino_reports_nothing_and_writes_nothing_home(tmp_path) -> None:
+    # OpenVINO's converter sends usage events to Google Analytics unless the machine opted out
+    # or CI=true, each from a process of its own; a service must send nothing anywhere.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in {"CI", "TF_BUILD", "JENKINS_URL"}}
+    env |= {"HOME": str(home), "PYTHONPATH": str(Path(__file__).parents[2])}
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_COUNT],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    assert result.stdout.strip().splitlines()[-1] == "0", result.stdout
+    assert list(home.iterdir()) == []
