@@ -1,9 +1,15 @@
-"""The limit for reads by id: a bare FastAPI JSON endpoint with a course-sized answer, served by
-the same uvicorn command line as the API (same processes, flags and loop)."""
+"""Bare FastAPI endpoints served by the same uvicorn command line as the API (same processes,
+flags and loop): the limit for reads by id (a course-sized JSON answer), and the framework's own
+ceiling for writes (the same course body parsed and validated by the same model, answered 202
+with a task id, with nothing recorded or published)."""
 
+import uuid
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, status
+
+from shared.catalog.schemas import CourseIn
+from shared.tasks.schemas import TaskAccepted, TaskStatus
 
 app = FastAPI()
 
@@ -29,3 +35,11 @@ COURSE: dict[str, Any] = {
 @app.get("/v1/courses/{course_id}")
 async def course(course_id: str) -> dict[str, Any]:
     return {"id": course_id, **COURSE}
+
+
+@app.post("/v1/courses", status_code=status.HTTP_202_ACCEPTED)
+async def accept(course: CourseIn) -> TaskAccepted:
+    course.to_record()
+    task_id = uuid.uuid4()
+    status_url = f"/v1/tasks/{task_id}"
+    return TaskAccepted(task_id=task_id, status=TaskStatus.queued, status_url=status_url)

@@ -22,7 +22,7 @@ import numpy as np
 from bench.environment import describe, machine
 from shared.catalog.schemas import CourseIn, embedding_text
 from shared.catalog.sources import read_coursera_csv, shared_data_dir
-from shared.embedding import Embedder
+from shared.embedding import Embedder, openvino_precision
 from shared.settings import Settings
 
 QUERIES = [
@@ -86,14 +86,21 @@ def candidates(settings: Settings) -> dict[str, tuple[Callable[[list[str]], np.n
     def embedder(backend: str, **changes: Any) -> Callable[[list[str]], np.ndarray]:
         return Embedder(settings.model_copy(update=changes), backend=backend).encode
 
+    default = openvino_precision(settings.embedding_openvino_precision)
     found: dict[str, tuple[Callable[[list[str]], np.ndarray], str]] = {
         "torch fp32 (reference)": (embedder("torch"), ""),
-        "openvino fp32, latency hint": (embedder("openvino"), "the default"),
-        "openvino fp32, throughput hint": (
+    }
+    for precision in ("f32", "bf16"):
+        found[f"openvino {precision}, latency hint"] = (
+            embedder("openvino", embedding_openvino_precision=precision),
+            "the default here" if precision == default else "",
+        )
+    found |= {
+        f"openvino {default}, throughput hint": (
             embedder("openvino", embedding_openvino_hint="THROUGHPUT"),
             "",
         ),
-        "openvino fp32, max 128 tokens": (
+        f"openvino {default}, max 128 tokens": (
             embedder("openvino", embedding_max_tokens=128),
             "texts cut at 128 tokens",
         ),
@@ -143,6 +150,7 @@ def run(limit: int) -> dict[str, Any]:
         "results": [r.__dict__ | {"ratio": r.per_s / limit_rate} for r in results],
         "best": best.name,
         "best_ratio": best.per_s / limit_rate,
+        "default_precision": openvino_precision(settings.embedding_openvino_precision),
     }
 
 

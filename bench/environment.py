@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from infra.local.stack import LocalStack, free_port
+from infra.local.stack import BIN, LocalStack, free_port
 from shared.settings import Settings
 
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -89,6 +89,53 @@ def cpu_seconds(stack: LocalStack) -> dict[str, float]:
     return used
 
 
+# Machine-wide processes by their command name (/proc/<pid>/stat), for the services the stack
+# shares with every other user of the machine.
+SERVICES = {"postgres": "postgresql", "beam.smp": "rabbitmq", "wrk": "load generator (wrk)"}
+
+
+def services_cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) used so far by all PostgreSQL, RabbitMQ and wrk processes of the
+    machine (not only this run's: the figures are for a quiet machine)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = dict.fromkeys(SERVICES.values(), 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except (OSError, ValueError):
+            continue
+        service = SERVICES.get(head.split("(", 1)[1])
+        if service is not None:
+            fields = tail.split()
+            used[service] += (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time used so far by the whole machine (all cores, busy time only)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Cores used over an interval by the stack's process groups, PostgreSQL, RabbitMQ, the load
+    generator and the machine as a whole."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.started = time.perf_counter()
+        self.before = self._read()
+
+    def _read(self) -> dict[str, float]:
+        return cpu_seconds(self.stack) | services_cpu_seconds() | {"machine": machine_cpu_seconds()}
+
+    def cores(self) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.started
+        after = self._read()
+        return {k: (after[k] - self.before.get(k, 0.0)) / elapsed for k in after}
+
+
 def settle(stack: LocalStack, *, below: float = 0.15, timeout: float = 90.0) -> float:
     """Wait until the stack's own processes are quiet (under `below` cores for a second), up to
     `timeout`: after writes Milvus Lite builds indexes and compacts in the background, and a
@@ -102,6 +149,41 @@ def settle(stack: LocalStack, *, below: float = 0.15, timeout: float = 90.0) -> 
             break
         previous = now
     return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def bare_endpoints(stack: LocalStack, workers: int) -> Iterator[str]:
+    """`bench/bare_app.py` served by the API's uvicorn command line (same processes, flags and
+    loop) while the block runs; yields its base URL."""
+    port = free_port()
+    bare = stack.spawn(
+        "bare",
+        [
+            str(BIN / "uvicorn"), "bench.bare_app:app", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(workers), "--no-access-log",
+        ],
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(url + "/v1/courses/x")
+        yield url
+    finally:
+        bare.stop()
+        stack.processes.remove(bare)
+
+
+def _wait_http(url: str, timeout: float = 30) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(url)
 
 
 async def _pg(sql: str) -> None:

@@ -7,9 +7,8 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from bench.environment import BenchStack, Load, cpu_seconds, settle, wrk
+from bench.environment import BenchStack, Load, bare_endpoints, cpu_seconds, settle, wrk
 from bench.limits import run_search
-from infra.local.stack import BIN, free_port
 
 
 def search_queries(courses: list[dict[str, Any]], seed: int = 7) -> list[str]:
@@ -84,17 +83,7 @@ def by_id(
     paths = [f"/v1/courses/{quote(i, safe='')}" for i in ids]
     random.Random(3).shuffle(paths)
     headers = _auth(bench)
-    port = free_port()
-    bare = stack.spawn(
-        "bare",
-        [
-            str(BIN / "uvicorn"), "bench.bare_app:app", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(api_workers), "--no-access-log",
-        ],
-    )  # fmt: skip
-    bare_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(bare_url + "/v1/courses/x")
+    with bare_endpoints(stack, api_workers) as bare_url:
         wrk(bare_url, seconds=2, connections=connections, paths=paths)  # warm up
         wrk(stack.api_url, seconds=2, connections=connections, paths=paths, headers=headers)
         settle(stack)
@@ -113,9 +102,6 @@ def by_id(
         bare_half = wrk(
             bare_url, seconds=seconds, connections=64, rate=bare_max.per_s / 2, paths=paths
         )
-    finally:
-        bare.stop()
-        stack.processes.remove(bare)
     return {
         "api_max": _load(api_max),
         "bare_max": _load(bare_max),
@@ -128,17 +114,3 @@ def by_id(
 
 def _auth(bench: BenchStack) -> dict[str, str]:
     return {"Authorization": f"Bearer {bench.stack.api_key}"}
-
-
-def _wait_http(url: str, timeout: float = 30) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(url)

@@ -134,6 +134,22 @@ def busy(cores: dict[str, float]) -> str:
     return ", ".join(f"{name} {value:.2f}" for name, value in cores.items() if value >= 0.01)
 
 
+def accept_budget(a: dict[str, Any], cores: int) -> str:
+    """What half of the raw publish rate would cost, from the per-request costs of this run."""
+    half = a["raw_per_s"] / 2
+    rabbit = a["raw_cores"]["rabbitmq"] / a["raw_before_per_s"] * half
+    framework = a["bare_cores"]["bare"] / a["bare_per_s"] * half
+    generator = a["bare_cores"]["load generator (wrk)"] / a["bare_per_s"] * half
+    total = rabbit + framework + generator
+    return (
+        f"The goal's budget, from these per-request costs: at 0.5x ({half:.0f} writes/s) "
+        f"RabbitMQ's confirmed publishes need {rabbit:.2f} cores, FastAPI's validation of the "
+        f"body alone {framework:.2f} and the load generator {generator:.2f}: {total:.2f} of "
+        f"the machine's {cores}, before the ledger INSERT (and PostgreSQL's share), "
+        "authentication or anything else the accept path does."
+    )
+
+
 def render(r: dict[str, Any]) -> str:
     m, e, i = r["machine"], r["embedding"], r["ingest"]
     s, big, b, a, f = (
@@ -171,8 +187,11 @@ courses/s).
 
 The service's default is `EMBEDDING_BACKEND=openvino`: OpenVINO runs the same transformer,
 converted in memory from the packaged weights when a process loads it (≈ 4 s, once), with the
-model's own mean pooling and normalisation; its vectors equal torch's to within float rounding
-(tested in `tests/integration/test_embedding_backends.py`). `EMBEDDING_BACKEND=torch` goes back to
+model's own mean pooling and normalisation. It computes in f32, whose vectors equal torch's to
+within float rounding (tested in `tests/integration/test_embedding_backends.py`), unless the CPU
+has AMX: then in bf16 (`EMBEDDING_OPENVINO_PRECISION=auto`; here: {e["default_precision"]}).
+OpenVINO left to itself picks bf16 on any CPU with AVX512_BF16, which is slower than f32
+where AMX is missing (compare the two rows above). `EMBEDDING_BACKEND=torch` goes back to
 sentence-transformers on torch. {_losers(e)}
 
 ## Bulk ingest (`bench/ingest.py`)
@@ -237,10 +256,17 @@ its confirm; before and after ({a["raw_before_per_s"]:.0f} and {a["raw_after_per
 | | per s | p50 / p99 ms | errors |
 |---|---|---|---|
 | API accept | {a["api"]["per_s"]:.0f} | {a["api"]["p50_ms"]:.1f} / {a["api"]["p99_ms"]:.1f} | {a["api"]["errors"]} |
+| bare FastAPI: the same body validated by the same model, 202, nothing recorded or published | {a["bare_per_s"]:.0f} ({a["bare_ratio"]:.2f}x raw) | | |
 | raw confirmed publishes | {a["raw_per_s"]:.0f} | | |
 | **ratio** | **{a["ratio"]:.2f}x** | | |
 
-Cores busy during the API run: {busy(a["cores_busy"])}.
+Cores busy (machine-wide PostgreSQL, RabbitMQ and wrk processes; "machine" is all busy time
+on the {m["cores"]} cores):
+- raw confirmed publishes: {busy(a["raw_cores"])};
+- bare FastAPI endpoint: {busy(a["bare_cores"])};
+- API accept: {busy(a["cores_busy"])}.
+
+{accept_budget(a, m["cores"])}
 
 ## Freshness (`bench/write_paths.py`)
 

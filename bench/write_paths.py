@@ -9,7 +9,15 @@ from typing import Any
 import httpx
 from pymilvus import AsyncMilvusClient
 
-from bench.environment import BenchStack, cpu_seconds, percentile, settle, wrk
+from bench.environment import (
+    BenchStack,
+    CpuMeter,
+    bare_endpoints,
+    cpu_seconds,
+    percentile,
+    settle,
+    wrk,
+)
 from bench.limits import run_publish
 from shared.milvus import client_kwargs, literal
 
@@ -24,28 +32,32 @@ def accept(
 ) -> dict[str, Any]:
     """Accepted writes/s at saturation (the worker is not running: this is the accept path
     alone; the queued tasks are dropped with the vhost) next to raw confirmed publishes/s from
-    as many processes as the API has."""
+    as many processes as the API has. Alongside, where the cores go: the same body validated
+    by a bare FastAPI endpoint (the framework's own ceiling), and the cores used by each
+    process during each run."""
     stack = bench.stack
     url = bench.env["COURSEWISE_BROKER_URL"]
+    body = json.dumps(course)
     settle(stack)
+    meter = CpuMeter(stack)
     before = run_publish(url, seconds, api_workers, threads=connections // api_workers)
+    raw_cores = meter.cores()
     headers = {
         "Authorization": f"Bearer {stack.api_key}",
         "Content-Type": "application/json",
     }
-    wrk(
-        stack.api_url + "/v1/courses", seconds=2, connections=connections, method="POST",
-        body=json.dumps(course), headers=headers,
-    )  # fmt: skip
+    post: dict[str, Any] = {"method": "POST", "body": body, "headers": headers}
+    with bare_endpoints(stack, api_workers) as bare_url:
+        wrk(bare_url + "/v1/courses", seconds=2, connections=connections, **post)  # warm up
+        settle(stack)
+        meter = CpuMeter(stack)
+        bare = wrk(bare_url + "/v1/courses", seconds=seconds, connections=connections, **post)
+        bare_cores = meter.cores()
+    wrk(stack.api_url + "/v1/courses", seconds=2, connections=connections, **post)  # warm up
     settle(stack)
-    cpu_before = cpu_seconds(stack)
-    started = time.perf_counter()
-    api = wrk(
-        stack.api_url + "/v1/courses", seconds=seconds, connections=connections, method="POST",
-        body=json.dumps(course), headers=headers,
-    )  # fmt: skip
-    elapsed = time.perf_counter() - started
-    cpu_after = cpu_seconds(stack)
+    meter = CpuMeter(stack)
+    api = wrk(stack.api_url + "/v1/courses", seconds=seconds, connections=connections, **post)
+    api_cores = meter.cores()
     settle(stack)
     after = run_publish(url, seconds, api_workers, threads=connections // api_workers)
     raw = (before["per_s"] + after["per_s"]) / 2
@@ -57,11 +69,15 @@ def accept(
             "p50_ms": api.p50_ms,
             "p99_ms": api.p99_ms,
         },
+        "bare_per_s": bare.per_s,
+        "bare_ratio": bare.per_s / raw,
         "raw_before_per_s": before["per_s"],
         "raw_after_per_s": after["per_s"],
         "raw_per_s": raw,
         "ratio": api.per_s / raw,
-        "cores_busy": {k: (cpu_after[k] - cpu_before[k]) / elapsed for k in cpu_after},
+        "cores_busy": api_cores,
+        "raw_cores": raw_cores,
+        "bare_cores": bare_cores,
     }
 
 

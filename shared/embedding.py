@@ -5,8 +5,9 @@ Two runtimes compute the same model (setting `EMBEDDING_BACKEND`):
 - `torch`: sentence-transformers as is;
 - `openvino`: the same transformer converted in memory from the packaged weights at load time,
   run by OpenVINO, followed by the model's own pooling (mean over the attention mask) and L2
-  normalisation. Measured on this kind of CPU (AVX2) at 2-4x torch's speed with vectors equal
-  to torch's to within float rounding (bench/embedding.py, docs/benchmarks.md).
+  normalisation. Measured at 1.1x to 4x torch's speed depending on the host (bench/embedding.py,
+  docs/benchmarks.md). In f32 its vectors equal torch's to within float rounding; bf16 (the
+  default only where the CPU has AMX, `EMBEDDING_OPENVINO_PRECISION`) is close to them.
 """
 
 import os
@@ -76,6 +77,26 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+def openvino_precision(setting: str, cpu_flags: set[str] | None = None) -> str:
+    """The precision OpenVINO computes in: bf16 only where AMX runs it natively."""
+    if setting != "auto":
+        return setting
+    if cpu_flags is None:
+        cpu_flags = _cpu_flags()
+    return "bf16" if "amx_bf16" in cpu_flags else "f32"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def _without_usage_reports() -> None:
     """Keep OpenVINO's converter from reporting usage to Google Analytics.
 
@@ -113,7 +134,11 @@ class _OpenVinoRunner:
             # Tracing notes branches on shapes; none of them depends on the input's length.
             warnings.simplefilter("ignore")
             converted = ov.convert_model(model[0].auto_model, example_input=dict(example))
-        config: dict[str, Any] = {"PERFORMANCE_HINT": settings.embedding_openvino_hint}
+        self.precision = openvino_precision(settings.embedding_openvino_precision)
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": settings.embedding_openvino_hint,
+            "INFERENCE_PRECISION_HINT": self.precision,
+        }
         if settings.embedding_threads:
             config["INFERENCE_NUM_THREADS"] = settings.embedding_threads
         self.compiled = ov.Core().compile_model(converted, "CPU", config)

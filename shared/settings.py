@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     embedding_backend: Literal["openvino", "torch"] = "openvino"
     # OpenVINO's performance hint: LATENCY (one stream using every thread) or THROUGHPUT.
     embedding_openvino_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
+    # OpenVINO's arithmetic: "auto" is bf16 where the CPU has AMX and f32 elsewhere. Measured:
+    # bf16 through AMX ran ≈ 3x torch; bf16 on a CPU without AMX (AVX512_BF16 only) ran at 0.6x
+    # of f32 on the same machine, yet it is what OpenVINO picks by itself there. bf16 vectors
+    # differ slightly (search top-10 overlap ≈ 0.995 against f32, docs/benchmarks.md).
+    embedding_openvino_precision: Literal["auto", "f32", "bf16"] = "auto"
     # Tokens embedded per text; empty = the model's own limit (256 for all-MiniLM-L6-v2).
     embedding_max_tokens: int | None = Field(default=None, ge=8)
 

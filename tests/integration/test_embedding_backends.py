@@ -21,7 +21,8 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, np.ndarray]:
-    settings = Settings(embedding_batch_size=3)  # batches of different lengths and padding
+    # Batches of different lengths and padding; f32, whatever this CPU would default to.
+    settings = Settings(embedding_batch_size=3, embedding_openvino_precision="f32")
     return {
         backend: Embedder(settings, backend=backend).encode(TEXTS)
         for backend in ("torch", "openvino")
@@ -39,9 +40,26 @@ def test_openvino_vectors_equal_torch_vectors(vectors: dict[str, np.ndarray]) ->
 
 def test_order_of_texts_is_kept(vectors: dict[str, np.ndarray]) -> None:
     # Each text's vector lands in its own row even though batches are sorted by length.
-    settings = Settings(embedding_batch_size=2)
+    settings = Settings(embedding_batch_size=2, embedding_openvino_precision="f32")
     reversed_vectors = Embedder(settings, backend="openvino").encode(TEXTS[::-1])
     assert np.allclose(reversed_vectors[::-1], vectors["openvino"], atol=1e-5)
+
+
+def test_openvino_computes_in_the_precision_set() -> None:
+    embedder = Embedder(Settings(embedding_openvino_precision="f32"), backend="openvino")
+    embedder.load()
+    assert embedder._runner is not None
+    precision = embedder._runner.compiled.get_property("INFERENCE_PRECISION_HINT")
+    assert precision.get_type_name() == "f32"
+
+
+def test_bf16_vectors_stay_close_to_torch(vectors: dict[str, np.ndarray]) -> None:
+    # bf16 is the default only on CPUs with AMX; where the CPU has no bf16 at all OpenVINO
+    # computes f32 instead. Either way the vectors must stay close to the reference.
+    settings = Settings(embedding_batch_size=3, embedding_openvino_precision="bf16")
+    bf16 = Embedder(settings, backend="openvino").encode(TEXTS)
+    cosine = (vectors["torch"] * bf16).sum(axis=1)
+    assert cosine.min() > 0.99, cosine
 
 
 def test_a_model_openvino_cannot_run_is_refused_clearly() -> None:
