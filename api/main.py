@@ -30,7 +30,7 @@ from api.write_path import WriteDispatcher
 from shared.access.service import RateLimiter
 from shared.catalog.cache import CachedCourses, CourseCache, listen
 from shared.catalog.search import CourseSearch
-from shared.db import create_autocommit_sessionmaker, create_engine, create_sessionmaker
+from shared.db import create_engine, create_sessionmaker
 from shared.embedding import get_embedder
 from shared.logging import configure_logging
 from shared.messaging import build_celery
@@ -38,6 +38,7 @@ from shared.metrics import mark_process_dead
 from shared.milvus import client_kwargs
 from shared.recommendations.service import Recommender
 from shared.settings import Settings, get_settings
+from shared.tasks.repository import LedgerInserts
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.read_sessionmaker = create_sessionmaker(read_engine) if read_engine else sessionmaker
     app.state.celery = celery
     app.state.milvus = milvus
-    app.state.dispatcher = WriteDispatcher(
-        sessionmaker, celery, settings, create_autocommit_sessionmaker(engine)
-    )
+    app.state.dispatcher = WriteDispatcher(sessionmaker, celery, settings, LedgerInserts(engine))
     app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
     app.state.key_cache = KeyCache(settings.api_key_cache_s)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_sync_s)

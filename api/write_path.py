@@ -30,7 +30,7 @@ from shared.logging import current_request_id
 from shared.messaging import publish_course_task
 from shared.settings import Settings
 from shared.tasks.idempotency import IdempotencyKey, IdempotencyRepository, request_fingerprint
-from shared.tasks.repository import TaskRepository
+from shared.tasks.repository import LedgerInserts, TaskRepository
 from shared.tasks.schemas import TaskAccepted, TaskStatus, TaskType
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,10 @@ class WriteDispatcher:
         sessionmaker: async_sessionmaker[AsyncSession],
         celery: Celery,
         settings: Settings,
-        autocommit: async_sessionmaker[AsyncSession] | None = None,
+        inserts: LedgerInserts | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.autocommit = autocommit
+        self.inserts = inserts
         self.celery = celery
         self.settings = settings
         self.backlog = BacklogCounts(sessionmaker, settings.backlog_check_s)
@@ -117,13 +117,11 @@ class WriteDispatcher:
         payload: dict[str, Any] = {"items": items}
         if (request_id := current_request_id()) is not None:
             payload["request_id"] = request_id
-        if idempotency is None and self.autocommit is not None:
-            # One INSERT, committed by itself: no BEGIN and COMMIT round trips (a quarter of
-            # the accept path's database time, measured).
-            async with self.autocommit() as session:
-                task = await TaskRepository(session).create(
-                    type=type.value, payload=payload, received=len(items), owner=owner
-                )
+        if idempotency is None and self.inserts is not None:
+            # One INSERT, committed by itself, on the driver connection (see LedgerInserts).
+            task = await self.inserts.create(
+                type=type.value, payload=payload, received=len(items), owner=owner
+            )
         else:
             try:
                 async with transaction(self.sessionmaker) as session:

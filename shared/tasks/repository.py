@@ -1,5 +1,6 @@
 """All SQL for the task ledger."""
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import undefer
 
 from shared.tasks.models import Task
@@ -18,6 +19,33 @@ from shared.tasks.schemas import TaskStatus
 class NewTask:
     id: uuid.UUID
     type: str
+
+
+class LedgerInserts:
+    """The accept path's one statement, sent on the pool's asyncpg connection as is, committed
+    by itself (no transaction is opened around it). Through a Session the same INSERT cost
+    0.6-0.95 ms of CPU; on the driver connection 0.27 ms (measured, 1,500 concurrent inserts):
+    it runs for every accepted write. Columns not named take their server defaults."""
+
+    SQL = (
+        "INSERT INTO tasks (id, type, owner, payload, received, last_published_at, "
+        "publish_count) VALUES ($1, $2, $3, $4::jsonb, $5, now(), 1)"
+    )
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create(
+        self, *, type: str, payload: dict[str, Any], received: int, owner: str | None = None
+    ) -> NewTask:
+        # Stamped as published now, as TaskRepository.create does (see there).
+        task_id = uuid.uuid4()
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            await raw.driver_connection.execute(  # type: ignore[union-attr]
+                self.SQL, task_id, type, owner, json.dumps(payload), received
+            )
+        return NewTask(task_id, type)
 
 
 class TaskRepository:
