@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -91,11 +92,11 @@ def cpu_seconds(stack: LocalStack) -> dict[str, float]:
 
 # Machine-wide processes by their command name (/proc/<pid>/stat), for the services the stack
 # shares with every other user of the machine.
-SERVICES = {"postgres": "postgresql", "beam.smp": "rabbitmq", "wrk": "load generator (wrk)"}
+SERVICES = {"postgres": "postgresql", "beam.smp": "rabbitmq"}
 
 
 def services_cpu_seconds() -> dict[str, float]:
-    """CPU time (user + system) used so far by all PostgreSQL, RabbitMQ and wrk processes of the
+    """CPU time (user + system) used so far by all PostgreSQL and RabbitMQ processes of the
     machine (not only this run's: the figures are for a quiet machine)."""
     ticks = os.sysconf("SC_CLK_TCK")
     used = dict.fromkeys(SERVICES.values(), 0.0)
@@ -118,9 +119,16 @@ def machine_cpu_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def load_generator_cpu_seconds() -> float:
+    """CPU time of this process's finished children: the load generators (wrk, publishers),
+    which are gone by the time a measurement ends, so /proc no longer shows them."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class CpuMeter:
     """Cores used over an interval by the stack's process groups, PostgreSQL, RabbitMQ, the load
-    generator and the machine as a whole."""
+    generator (children that ended within the interval) and the machine as a whole."""
 
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
@@ -128,7 +136,11 @@ class CpuMeter:
         self.before = self._read()
 
     def _read(self) -> dict[str, float]:
-        return cpu_seconds(self.stack) | services_cpu_seconds() | {"machine": machine_cpu_seconds()}
+        return (
+            cpu_seconds(self.stack)
+            | services_cpu_seconds()
+            | {"load generator": load_generator_cpu_seconds(), "machine": machine_cpu_seconds()}
+        )
 
     def cores(self) -> dict[str, float]:
         elapsed = time.perf_counter() - self.started

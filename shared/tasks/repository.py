@@ -1,5 +1,6 @@
 """All SQL for the task ledger."""
 
+import asyncio
 import json
 import uuid
 from collections.abc import Sequence
@@ -22,30 +23,60 @@ class NewTask:
 
 
 class LedgerInserts:
-    """The accept path's one statement, sent on the pool's asyncpg connection as is, committed
-    by itself (no transaction is opened around it). Through a Session the same INSERT cost
-    0.6-0.95 ms of CPU; on the driver connection 0.27 ms (measured, 1,500 concurrent inserts):
-    it runs for every accepted write. Columns not named take their server defaults."""
+    """The accept path's INSERT: concurrent writes of one process share one statement and one
+    commit (group commit). A write waits for the commit that holds its row, as before; while
+    one INSERT is at the database, the rows that arrive meanwhile gather for the next.
+
+    Sent on the pool's asyncpg connection as is: through a Session one INSERT cost 0.6-0.95 ms
+    of CPU, on the driver connection 0.27 ms (measured, 1,500 concurrent inserts); and rows
+    sharing a commit share its WAL flush. Columns not named take their server defaults."""
 
     SQL = (
         "INSERT INTO tasks (id, type, owner, payload, received, last_published_at, "
-        "publish_count) VALUES ($1, $2, $3, $4::jsonb, $5, now(), 1)"
+        "publish_count) SELECT id, type, owner, payload::jsonb, received, now(), 1 "
+        "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) "
+        "AS t(id, type, owner, payload, received)"
     )
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, max_rows: int = 200) -> None:
         self.engine = engine
+        self.max_rows = max_rows
+        self._waiting: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def create(
         self, *, type: str, payload: dict[str, Any], received: int, owner: str | None = None
     ) -> NewTask:
         # Stamped as published now, as TaskRepository.create does (see there).
         task_id = uuid.uuid4()
-        async with self.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            await raw.driver_connection.execute(  # type: ignore[union-attr]
-                self.SQL, task_id, type, owner, json.dumps(payload), received
-            )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(((task_id, type, owner, json.dumps(payload), received), done))
+        if self._sender is None or self._sender.done():
+            # A task of its own: a request cancelled while waiting cancels only its own future.
+            self._sender = asyncio.create_task(self._send())
+        await done
         return NewTask(task_id, type)
+
+    async def _send(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self.max_rows], self._waiting[self.max_rows :]
+            # A request cancelled before its row was sent never answered 202: drop the row.
+            batch = [(row, done) for row, done in batch if not done.cancelled()]
+            if not batch:
+                continue
+            columns = [list(values) for values in zip(*(row for row, _ in batch), strict=True)]
+            try:
+                async with self.engine.connect() as connection:
+                    raw = await connection.get_raw_connection()
+                    await raw.driver_connection.execute(self.SQL, *columns)  # type: ignore[union-attr]
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
 
 class TaskRepository:
