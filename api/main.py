@@ -16,6 +16,7 @@ from api.errors import install_error_handlers
 from api.fast_reads import CourseByIdFastPath
 from api.limits import BodySizeLimit
 from api.observability import ObservabilityMiddleware
+from api.publisher import ConfirmedPublisher
 from api.routes import (
     courses,
     health,
@@ -61,7 +62,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.read_sessionmaker = create_sessionmaker(read_engine) if read_engine else sessionmaker
     app.state.celery = celery
     app.state.milvus = milvus
-    app.state.dispatcher = WriteDispatcher(sessionmaker, celery, settings, LedgerInserts(engine))
+    publisher = ConfirmedPublisher(celery, settings.publish_timeout_s)
+    publisher.start()
+    app.state.dispatcher = WriteDispatcher(
+        sessionmaker, celery, settings, LedgerInserts(engine), publisher
+    )
     app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
     app.state.key_cache = KeyCache(settings.api_key_cache_s)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_sync_s)
@@ -87,6 +92,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
         await milvus.close()
+        await anyio.to_thread.run_sync(publisher.stop)
         celery.close()
         await engine.dispose()
         if read_engine is not None:

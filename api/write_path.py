@@ -16,6 +16,7 @@ from celery import Celery
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.publisher import ConfirmedPublisher
 from shared.access.service import Caller
 from shared.db import transaction
 from shared.errors import (
@@ -90,9 +91,11 @@ class WriteDispatcher:
         celery: Celery,
         settings: Settings,
         inserts: LedgerInserts | None = None,
+        publisher: ConfirmedPublisher | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.inserts = inserts
+        self.publisher = publisher
         self.celery = celery
         self.settings = settings
         self.backlog = BacklogCounts(sessionmaker, settings.backlog_check_s)
@@ -194,9 +197,12 @@ class WriteDispatcher:
     async def _publish(self, task_id: uuid.UUID, task_type: str) -> None:
         try:
             with anyio.fail_after(self.settings.publish_timeout_s * 2):
-                await anyio.to_thread.run_sync(
-                    publish_course_task, self.celery, task_id, task_type, current_request_id()
-                )
+                if self.publisher is not None:
+                    await self.publisher.publish(task_id, task_type, current_request_id())
+                else:
+                    await anyio.to_thread.run_sync(
+                        publish_course_task, self.celery, task_id, task_type, current_request_id()
+                    )
         except Exception as exc:  # the ledger holds the write; the sweeper will publish it
             log.warning("publish of task %s failed, left to the sweeper: %r", task_id, exc)
             try:

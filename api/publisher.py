@@ -1,0 +1,171 @@
+"""Publishing accepted tasks: one thread per API process, confirms pipelined.
+
+Each accepted write still answers 202 only once RabbitMQ has confirmed its message. Instead of
+one thread hop and one confirm round trip per write, a single thread takes every message waiting
+for it, publishes them back to back on one confirm-mode channel, then waits for their confirms
+together. Messages are built by Celery (`send_task` with this thread's producer), so they are
+the ones the workers and the sweeper expect."""
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from shared.messaging import REQUEST_ID_HEADER, task_name_for
+
+log = logging.getLogger(__name__)
+
+
+class PublishFailed(RuntimeError):
+    """The broker refused the message (nack) or did not confirm it in time."""
+
+
+@dataclass
+class _Pending:
+    task_id: uuid.UUID
+    task_type: str
+    request_id: str | None
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future[None]
+
+    def settle(self, error: BaseException | None) -> None:
+        def set_outcome() -> None:
+            if self.done.done():  # the request gave up waiting
+                return
+            if error is None:
+                self.done.set_result(None)
+            else:
+                self.done.set_exception(error)
+
+        self.loop.call_soon_threadsafe(set_outcome)
+
+
+class ConfirmedPublisher:
+    def __init__(self, app: Celery, timeout_s: float, max_batch: int = 500) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._connection: Any = None
+        self._producer: Any = None
+        self._channel: Any = None
+        self._sent = 0  # delivery tags of this channel (confirm mode numbers them from 1)
+        self._unconfirmed: set[int] = set()
+        self._refused: set[int] = set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+        self._close()
+
+    async def publish(self, task_id: uuid.UUID, task_type: str, request_id: str | None) -> None:
+        """Returns once the broker confirmed the message; raises if it did not."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Pending(task_id, task_type, request_id, loop, done))
+        await done
+
+    # --- the publishing thread --------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self._publish(batch)
+
+    def _publish(self, batch: list[_Pending]) -> None:
+        tags: list[int] = []
+        try:
+            self._ensure_channel()
+            for item in batch:
+                self.app.send_task(
+                    task_name_for(item.task_type),
+                    args=[str(item.task_id)],
+                    task_id=str(item.task_id),
+                    retry=False,
+                    producer=self._producer,
+                    headers={REQUEST_ID_HEADER: item.request_id} if item.request_id else None,
+                )
+                self._sent += 1
+                tags.append(self._sent)
+                self._unconfirmed.add(self._sent)
+            deadline = time.monotonic() + self.timeout_s
+            while self._unconfirmed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PublishFailed(f"no confirm from the broker in {self.timeout_s} s")
+                self._connection.drain_events(timeout=remaining)
+        except Exception as exc:
+            # The channel's numbering is unknown after an error: start again on a new one.
+            log.warning("publishing %d task(s) failed: %r", len(batch), exc)
+            self._close()
+            for item in batch:
+                item.settle(exc)
+            return
+        for item, tag in zip(batch, tags, strict=True):
+            refused = tag in self._refused
+            item.settle(PublishFailed("the broker refused the message") if refused else None)
+        self._refused.difference_update(tags)
+
+    def _ensure_channel(self) -> None:
+        if self._channel is not None:
+            return
+        # A connection of its own, without kombu's wait-per-message confirms: this thread
+        # waits for them a batch at a time.
+        connection = self.app.connection_for_write(transport_options={"confirm_publish": False})
+        connection.ensure_connection(max_retries=1, timeout=self.timeout_s)
+        channel = connection.channel()
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        self._connection, self._channel = connection, channel
+        self._producer = self.app.amqp.Producer(channel, auto_declare=False)
+        self._sent = 0
+        self._unconfirmed.clear()
+        self._refused.clear()
+
+    def _confirmed(self, delivery_tag: int, multiple: bool) -> set[int]:
+        tags = {t for t in self._unconfirmed if t <= delivery_tag} if multiple else {delivery_tag}
+        self._unconfirmed -= tags
+        return tags
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._confirmed(delivery_tag, multiple)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._refused |= self._confirmed(delivery_tag, multiple)
+
+    def _close(self) -> None:
+        connection, self._connection, self._channel, self._producer = (
+            self._connection,
+            None,
+            None,
+            None,
+        )
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # already broken; nothing to release
+                log.debug("closing the publisher's connection failed", exc_info=True)
