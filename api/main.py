@@ -64,9 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.milvus = milvus
     publisher = ConfirmedPublisher(celery, settings.publish_timeout_s)
     publisher.start()
-    app.state.dispatcher = WriteDispatcher(
-        sessionmaker, celery, settings, LedgerInserts(engine), publisher
-    )
+    app.state.dispatcher = WriteDispatcher(sessionmaker, settings, LedgerInserts(engine), publisher)
     app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
     app.state.key_cache = KeyCache(settings.api_key_cache_s)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_sync_s)

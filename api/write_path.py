@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from celery import Celery
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,7 +27,6 @@ from shared.errors import (
     TooManyPendingTasks,
 )
 from shared.logging import current_request_id
-from shared.messaging import publish_course_task
 from shared.settings import Settings
 from shared.tasks.idempotency import IdempotencyKey, IdempotencyRepository, request_fingerprint
 from shared.tasks.repository import LedgerInserts, TaskRepository
@@ -88,15 +86,13 @@ class WriteDispatcher:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        celery: Celery,
         settings: Settings,
-        inserts: LedgerInserts | None = None,
-        publisher: ConfirmedPublisher | None = None,
+        inserts: LedgerInserts,
+        publisher: ConfirmedPublisher,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.inserts = inserts
         self.publisher = publisher
-        self.celery = celery
         self.settings = settings
         self.backlog = BacklogCounts(sessionmaker, settings.backlog_check_s)
 
@@ -120,7 +116,7 @@ class WriteDispatcher:
         payload: dict[str, Any] = {"items": items}
         if (request_id := current_request_id()) is not None:
             payload["request_id"] = request_id
-        if idempotency is None and self.inserts is not None:
+        if idempotency is None:
             # One INSERT, committed by itself, on the driver connection (see LedgerInserts).
             task = await self.inserts.create(
                 type=type.value, payload=payload, received=len(items), owner=owner
@@ -197,12 +193,7 @@ class WriteDispatcher:
     async def _publish(self, task_id: uuid.UUID, task_type: str) -> None:
         try:
             with anyio.fail_after(self.settings.publish_timeout_s * 2):
-                if self.publisher is not None:
-                    await self.publisher.publish(task_id, task_type, current_request_id())
-                else:
-                    await anyio.to_thread.run_sync(
-                        publish_course_task, self.celery, task_id, task_type, current_request_id()
-                    )
+                await self.publisher.publish(task_id, task_type, current_request_id())
         except Exception as exc:  # the ledger holds the write; the sweeper will publish it
             log.warning("publish of task %s failed, left to the sweeper: %r", task_id, exc)
             try:

@@ -16,7 +16,7 @@ from shared.errors import BacklogFull
 from shared.settings import Settings
 from shared.tasks.idempotency import IdempotencyKey, IdempotencyRepository
 from shared.tasks.models import Task
-from shared.tasks.repository import TaskRepository
+from shared.tasks.repository import LedgerInserts, TaskRepository
 from shared.tasks.schemas import TaskType
 from workers.tasks.maintenance import prune
 
@@ -32,7 +32,12 @@ def test_full_backlog_refuses_writes_with_503(stack: LocalStack) -> None:
                     type="course.upsert", payload={"items": []}, received=0, owner="someone"
                 )
             # Refused before anything is recorded or published, so no broker is needed.
-            dispatcher = WriteDispatcher(sessionmaker, celery=None, settings=settings)  # type: ignore[arg-type]
+            dispatcher = WriteDispatcher(
+                sessionmaker,
+                settings,
+                LedgerInserts(engine),
+                publisher=None,  # type: ignore[arg-type]
+            )
             before = await _count(sessionmaker)
             with pytest.raises(BacklogFull) as refused:
                 await dispatcher.accept(TaskType.course_upsert, [{"id": "x:1"}], owner="other")
