@@ -7,6 +7,7 @@ together. Messages are built by Celery (`send_task` with this thread's producer)
 the ones the workers and the sweeper expect."""
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -43,7 +44,8 @@ class _Pending:
             else:
                 self.done.set_exception(error)
 
-        self.loop.call_soon_threadsafe(set_outcome)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self.loop.call_soon_threadsafe(set_outcome)
 
 
 class ConfirmedPublisher:
@@ -93,41 +95,60 @@ class ConfirmedPublisher:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(item)
-            self._publish(batch)
+            try:
+                self._publish(batch)
+            except Exception:  # never let the thread die: every later write would wait in vain
+                log.exception("the publisher failed on a batch of %d", len(batch))
+                for item in batch:
+                    item.settle(PublishFailed("the publisher failed"))
 
     def _publish(self, batch: list[_Pending]) -> None:
-        tags: list[int] = []
-        try:
-            self._ensure_channel()
-            for item in batch:
-                self.app.send_task(
-                    task_name_for(item.task_type),
-                    args=[str(item.task_id)],
-                    task_id=str(item.task_id),
-                    retry=False,
-                    producer=self._producer,
-                    headers={REQUEST_ID_HEADER: item.request_id} if item.request_id else None,
-                )
-                self._sent += 1
-                tags.append(self._sent)
-                self._unconfirmed.add(self._sent)
-            deadline = time.monotonic() + self.timeout_s
-            while self._unconfirmed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PublishFailed(f"no confirm from the broker in {self.timeout_s} s")
-                self._connection.drain_events(timeout=remaining)
-        except Exception as exc:
-            # The channel's numbering is unknown after an error: start again on a new one.
-            log.warning("publishing %d task(s) failed: %r", len(batch), exc)
-            self._close()
-            for item in batch:
-                item.settle(exc)
-            return
+        # A connection that sat idle may have been dropped without our knowing (a restarted
+        # broker, a NAT timeout): a batch that fails on it is sent once more on a new one.
+        # Sending a message twice is safe (tasks re-read their rows and are idempotent).
+        retry = self._channel is not None
+        while True:
+            try:
+                tags = self._send(batch)
+                break
+            except Exception as exc:
+                # The channel's numbering is unknown after an error: start again on a new one.
+                self._close()
+                if retry:
+                    retry = False
+                    continue
+                log.warning("publishing %d task(s) failed: %r", len(batch), exc)
+                for item in batch:
+                    item.settle(exc)
+                return
         for item, tag in zip(batch, tags, strict=True):
             refused = tag in self._refused
             item.settle(PublishFailed("the broker refused the message") if refused else None)
         self._refused.difference_update(tags)
+
+    def _send(self, batch: list[_Pending]) -> list[int]:
+        """Publish the batch and wait for every confirm; the delivery tag of each message."""
+        self._ensure_channel()
+        tags: list[int] = []
+        for item in batch:
+            self.app.send_task(
+                task_name_for(item.task_type),
+                args=[str(item.task_id)],
+                task_id=str(item.task_id),
+                retry=False,
+                producer=self._producer,
+                headers={REQUEST_ID_HEADER: item.request_id} if item.request_id else None,
+            )
+            self._sent += 1
+            tags.append(self._sent)
+            self._unconfirmed.add(self._sent)
+        deadline = time.monotonic() + self.timeout_s
+        while self._unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PublishFailed(f"no confirm from the broker in {self.timeout_s} s")
+            self._connection.drain_events(timeout=remaining)
+        return tags
 
     def _ensure_channel(self) -> None:
         if self._channel is not None:
