@@ -127,7 +127,7 @@ class WriteDispatcher:
                     task = await TaskRepository(session).create(
                         type=type.value, payload=payload, received=len(items), owner=owner
                     )
-                    if idempotency is not None and not await IdempotencyRepository(session).claim(
+                    if not await IdempotencyRepository(session).claim(
                         idempotency.scope,
                         idempotency.key,
                         idempotency.request_hash,
@@ -136,7 +136,6 @@ class WriteDispatcher:
                     ):
                         raise _KeyTaken  # a concurrent request with this key won: drop our task
             except _KeyTaken:
-                assert idempotency is not None
                 async with self.sessionmaker() as session:
                     known = await IdempotencyRepository(session).find(
                         idempotency.scope, idempotency.key

@@ -22,20 +22,20 @@ from typing import Any
 import asyncpg
 
 from infra.local.stack import BIN, LocalStack, free_port
+from shared.embedding import cpu_flags_of_this_machine
 from shared.settings import Settings
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 
 
 def machine() -> dict[str, Any]:
-    cpu, flags = platform.machine(), ""
+    cpu = platform.machine()
     with contextlib.suppress(OSError):
         info = Path("/proc/cpuinfo").read_text()
         if found := re.search(r"^model name\s*:\s*(.+)$", info, re.M):
             cpu = found.group(1).strip()
-        if found := re.search(r"^flags\s*:\s*(.+)$", info, re.M):
-            have = set(found.group(1).split())
-            flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in have)
+    have = cpu_flags_of_this_machine()
+    flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in have)
     versions = {
         name: _version(name)
         for name in (

@@ -82,11 +82,11 @@ def openvino_precision(setting: str, cpu_flags: set[str] | None = None) -> str:
     if setting != "auto":
         return setting
     if cpu_flags is None:
-        cpu_flags = _cpu_flags()
+        cpu_flags = cpu_flags_of_this_machine()
     return "bf16" if "amx_bf16" in cpu_flags else "f32"
 
 
-def _cpu_flags() -> set[str]:
+def cpu_flags_of_this_machine() -> set[str]:
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
@@ -134,10 +134,9 @@ class _OpenVinoRunner:
             # Tracing notes branches on shapes; none of them depends on the input's length.
             warnings.simplefilter("ignore")
             converted = ov.convert_model(model[0].auto_model, example_input=dict(example))
-        self.precision = openvino_precision(settings.embedding_openvino_precision)
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": settings.embedding_openvino_hint,
-            "INFERENCE_PRECISION_HINT": self.precision,
+            "INFERENCE_PRECISION_HINT": openvino_precision(settings.embedding_openvino_precision),
         }
         if settings.embedding_threads:
             config["INFERENCE_NUM_THREADS"] = settings.embedding_threads
