@@ -48,9 +48,8 @@ class Data:
     index: dict[str, int]
     vectors: np.ndarray  # unit course embeddings
     learners: int
-    popularity: np.ndarray
+    popularity: np.ndarray  # learners who took each course
     cooccurrence: np.ndarray  # learners who took both i and j (0 on the diagonal)
-    taken: np.ndarray  # learners who took i
     ease: np.ndarray
     item_factors: np.ndarray
     gram: np.ndarray
@@ -81,7 +80,7 @@ def prepare(train: dict[str, list[str]], settings: Settings) -> Data:
     # ALS with the service's settings, on the same enrol weight the service gives an enrolment.
     factors, _ = fit_als(settings, (matrix * settings.weight_enroll).tocsr())
     mode = np.asarray([str(c["metadata"].get("mode")) for c in courses])
-    return Data(ids, index, vectors, len(train), taken_by, both, taken_by, ease, factors,
+    return Data(ids, index, vectors, len(train), taken_by, both, ease, factors,
                 factors.T @ factors, mode)  # fmt: skip
 
 
@@ -91,13 +90,12 @@ def signals(data: Data, history: list[str], settings: Settings) -> np.ndarray:
     learner = data.vectors[taken].sum(axis=0)
     similarity = data.vectors @ data.vectors[taken].T
     share = (data.popularity + 1.0) / data.learners
-    lift = np.log(
-        (data.cooccurrence[taken] + 50 * share) / ((data.taken[taken, None] + 50) * share)
-    )
+    prior = 50 * share  # shrinks a lift towards 1 with 50 learners' worth of popularity
+    taken_count = data.popularity[taken, None]
+    lift = np.log((data.cooccurrence[taken] + prior) / ((taken_count + 50) * share))
     kernel = np.exp((data.vectors[taken] @ data.vectors.T - 1.0) / 0.1)
-    borrowed = np.log(
-        (kernel @ data.cooccurrence + 50 * share) / (((kernel @ data.taken)[:, None] + 50) * share)
-    )
+    neighbours_taken = (kernel @ data.popularity)[:, None]
+    borrowed = np.log((kernel @ data.cooccurrence + prior) / ((neighbours_taken + 50) * share))
     user = fold_in(
         data.gram, data.item_factors[taken], np.full(len(taken), settings.weight_enroll), settings
     )
