@@ -145,8 +145,9 @@ def main() -> None:
     data = prepare(train, settings)
 
     def lists(learners: list[str]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[int]]:
-        """Each learner's candidates (the blend's top CANDIDATES), their signals, the held-out
-        course's position among them (-1 if outside), and popularity's own top K."""
+        """Per learner: the signals of their candidates (the blend's top CANDIDATES), which
+        candidate is the held-out course (none, if it is outside), the candidates, the held-out
+        course."""
         features, labels, candidates, truth = [], [], [], []
         for learner in learners:
             table = signals(data, train[learner], settings)
