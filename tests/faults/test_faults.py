@@ -95,6 +95,20 @@ SCENARIOS = {
 }
 
 
+def log_tails(stack: LocalStack, lines: int = 30) -> str:
+    """Each process's last warnings and errors and the end of its log: what a scenario that
+    failed leaves to diagnose it (the logs themselves are removed with the stack)."""
+    found = []
+    for log in sorted(stack.var_dir.glob("*.log")):
+        text = log.read_text(errors="replace").splitlines()
+        alarms = [line for line in text if '"WARNING"' in line or '"ERROR"' in line]
+        found.append(f"--- {log.name}: last warnings and errors")
+        found += [line[:500] for line in alarms[-lines:]]
+        found.append(f"--- {log.name}: last lines")
+        found += [line[:500] for line in text[-lines:]]
+    return "\n".join(found)
+
+
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_accepted_writes_survive(faulty: tuple[LocalStack, Settings, Names], scenario: str) -> None:
     stack, settings, names = faulty
@@ -129,6 +143,8 @@ def test_accepted_writes_survive(faulty: tuple[LocalStack, Settings, Names], sce
     )
     REPORT.append(line)
     print(line)
+    if outcome.rejected or lost or outcome.duplicated:
+        print(log_tails(stack))  # pytest shows it with the failure
 
     assert outcome.rejected == 0, f"{outcome.rejected} write(s) never answered 202"
     assert lost == 0, [t for t in tasks.values() if t["status"] not in ("succeeded", "failed")]
