@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from infra.local.stack import BIN, LocalStack, free_port
+from devstack.stack import BIN, LocalStack, free_port
 from shared.embedding import cpu_flags_of_this_machine
 from shared.settings import Settings
 

@@ -32,7 +32,7 @@ import numpy as np
 from pymilvus import AsyncMilvusClient
 
 from bench import mooccube
-from infra.local.stack import LocalStack, free_port
+from devstack.stack import LocalStack, free_port
 from shared.catalog.indexing import CourseIndexer
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import CourseFilters

@@ -24,7 +24,7 @@ import httpx
 
 from bench.embedding import QUERIES as TYPICAL_QUERIES
 from bench.environment import cpu_seconds, describe, machine, own_stack, percentile
-from infra.local.run import DEMO_CATALOG
+from devstack.run import DEMO_CATALOG
 from shared.catalog.sources import read_coursera_csv, shared_data_dir
 
 QUERIES = TYPICAL_QUERIES[:8]  # repeated: they hit the query-embedding cache

@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
-from infra.local.stack import LocalStack, free_port
+from devstack.stack import LocalStack, free_port
 
 RUN_ID = uuid.uuid4().hex[:8]
 PG_ADMIN_DSN = os.environ.get(

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash infra/local/install.sh
-exec .venv/bin/python -m infra.local.run "$@"
+exec .venv/bin/python -m devstack.run "$@"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash infra/local/install.sh
-.venv/bin/python -m infra.local.run --preflight
+.venv/bin/python -m devstack.run --preflight
 command -v rabbitmqctl >/dev/null || {
   echo "coursewise: the tests create their own RabbitMQ vhost with rabbitmqctl, which is not on PATH." >&2
   exit 1

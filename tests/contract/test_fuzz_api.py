@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.local.stack import ROOT, LocalStack
+from devstack.stack import ROOT, LocalStack
 
 MAX_EXAMPLES = os.environ.get("COURSEWISE_FUZZ_EXAMPLES", "25")
 CONFIG = Path(__file__).with_name("schemathesis.toml")

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.local.run import DEMO_CATALOG
-from infra.local.stack import LocalStack, free_port
+from devstack.run import DEMO_CATALOG
+from devstack.stack import LocalStack, free_port
 from tests.conftest import accept, wait_task
 
 CHROMIUM = next(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import asyncpg
 import pytest
 
-from infra.local.stack import LocalStack, Process
+from devstack.stack import LocalStack, Process
 from shared.settings import Settings
 from tests.conftest import PG_ADMIN_DSN, RUN_ID, Names, isolated_env, running_stack
 from tests.faults import harness

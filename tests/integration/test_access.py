@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import text, update
 
-from infra.local.stack import LocalStack, free_port
+from devstack.stack import LocalStack, free_port
 from shared.db import create_engine, create_sessionmaker, transaction
 from shared.settings import Settings
 from shared.tasks.models import Task
@@ -161,7 +161,7 @@ def test_cli_creates_lists_and_revokes_keys(stack: LocalStack) -> None:
     import subprocess
     import sys
 
-    from infra.local.stack import ROOT
+    from devstack.stack import ROOT
 
     secret = stack.create_key("cli-made", ["read"], owner="cli-owner")
     SEEN_SECRETS.append(secret)
@@ -169,7 +169,7 @@ def test_cli_creates_lists_and_revokes_keys(stack: LocalStack) -> None:
 
     def cli(*args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "-m", "api.cli", "keys", *args],
+            [sys.executable, "-m", "cli.main", "keys", *args],
             cwd=ROOT, env=env, capture_output=True, text=True, check=True,
         )  # fmt: skip
         return result.stdout

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pymilvus import MilvusClient
 
-from infra.local.stack import LocalStack
+from devstack.stack import LocalStack
 from shared.catalog.repository import CourseRepository
 from shared.catalog.writes import apply_chunk
 from shared.db import transaction

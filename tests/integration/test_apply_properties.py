@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from infra.local.stack import LocalStack
+from devstack.stack import LocalStack
 from shared.catalog.repository import CourseRepository
 from shared.catalog.writes import apply_chunk
 from shared.db import create_engine, create_sessionmaker, transaction

@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import text
 
-from infra.local.stack import LocalStack
+from devstack.stack import LocalStack
 from shared.db import transaction
 from shared.settings import get_settings
 from shared.tasks.repository import TaskRepository

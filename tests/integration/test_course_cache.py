@@ -9,7 +9,7 @@ from collections.abc import Callable
 import asyncpg
 import httpx
 
-from infra.local.stack import LocalStack
+from devstack.stack import LocalStack
 from shared.catalog.cache import APPLICATION_NAME
 from tests.conftest import PG_ADMIN_DSN, accept, wait_task
 from tests.integration.test_access import assert_error, new_key

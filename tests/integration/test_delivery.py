@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from infra.local.stack import LocalStack, free_port
+from devstack.stack import LocalStack, free_port
 from shared.messaging import build_celery, publish_course_task
 from shared.settings import Settings
 from tests.conftest import accept, wait_task

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.local.stack import BIN, ROOT, LocalStack
+from devstack.stack import BIN, ROOT, LocalStack
 from shared.catalog.sources import shared_data_dir
 
 COURSERA = shared_data_dir() / "coursera_courses.csv"

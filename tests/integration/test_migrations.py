@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from infra.local.stack import ROOT, LocalStack
+from devstack.stack import ROOT, LocalStack
 
 
 def test_alembic_check_finds_no_drift(stack: LocalStack, stack_env: dict[str, str]) -> None:

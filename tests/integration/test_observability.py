@@ -8,7 +8,7 @@ import uuid
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.local.stack import ROOT, LocalStack
+from devstack.stack import ROOT, LocalStack
 from tests.conftest import accept, wait_task
 
 

@@ -7,7 +7,7 @@ import uuid
 from kombu import Connection
 
 from api.publisher import ConfirmedPublisher
-from infra.local.stack import free_port
+from devstack.stack import free_port
 from shared.messaging import APPLY_COURSE_WRITES, REQUEST_ID_HEADER, build_celery, declare_topology
 from shared.settings import Settings
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from kombu import Connection
 
-from infra.local.stack import ROOT
+from devstack.stack import ROOT
 
 MANAGEMENT = "http://127.0.0.1:15672/api"
 ADMIN = ("guest", "guest")  # this machine's local broker; compose has no guest user

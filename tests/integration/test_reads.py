@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from infra.local.run import DEMO_CATALOG
+from devstack.run import DEMO_CATALOG
 from tests.conftest import accept, wait_task
 
 DEMO = json.loads(DEMO_CATALOG.read_text())

@@ -11,7 +11,7 @@ import httpx
 from kombu import Connection
 from sqlalchemy import text
 
-from api.cli import main as cli
+from cli.main import main as cli
 from shared.catalog.reconcile import reconcile
 from shared.db import create_engine, create_sessionmaker, transaction
 from shared.messaging import APPLY_COURSE_WRITES, DEAD_LETTER_QUEUE, TASK_EXCHANGE

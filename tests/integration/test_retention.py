@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from api.write_path import WriteDispatcher
-from infra.local.stack import LocalStack
+from devstack.stack import LocalStack
 from shared.access.repository import RateCounterRepository
 from shared.access.service import RATE_WINDOW_S
 from shared.db import create_engine, create_sessionmaker, transaction

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import pytest
 
-from api.keys_cli import parse_duration
+from cli.keys import parse_duration
 from shared.access.keys import Scope, display_prefix, generate_key, hash_key
 from shared.access.service import Caller, retry_after
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.ingest import (
+from cli.ingest import (
     IngestError,
     Ingestor,
     IngestState,

@@ -7,18 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.k8s.validate import HERE, validate_tree
+from devstack.k8s_validate import MANIFESTS, validate_tree
 
 
 def test_the_manifests_in_the_repo_are_valid() -> None:
-    assert validate_tree(HERE) == []
+    assert validate_tree(MANIFESTS) == []
 
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     copy = tmp_path / "k8s"
-    shutil.copytree(HERE, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    shutil.rmtree(copy / "schemas")  # the validator reads its schemas from the repo
+    shutil.copytree(MANIFESTS, copy)
     return copy
 
 

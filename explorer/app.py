@@ -1,6 +1,6 @@
 """Coursewise catalogue explorer (Streamlit), over the read API only.
 
-streamlit run api/explorer/app.py   # COURSEWISE_EXPLORER_API_URL, COURSEWISE_API_KEY
+streamlit run explorer/app.py   # COURSEWISE_EXPLORER_API_URL, COURSEWISE_API_KEY
 
 Pages (the address says which, so a page can be shared): search with filters (the default),
 `?course=ID` a course with similar courses, `?learner=ID` a learner with recommendations.
@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from api.explorer.client import LEVELS, ReadApi
+from explorer.client import LEVELS, ReadApi
 
 st.set_page_config(page_title="Coursewise explorer", layout="wide")
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
@@ -154,7 +154,7 @@ class LocalStack:
         self, name: str, scopes: list[str], owner: str | None = None, rate_limit: int | None = None
     ) -> str:
         """A new API key in this stack's database (through the CLI); returns its secret."""
-        args = [sys.executable, "-m", "api.cli", "keys", "create", "--name", name]
+        args = [sys.executable, "-m", "cli.main", "keys", "create", "--name", name]
         args += [arg for scope in scopes for arg in ("--scope", scope)]
         if owner:
             args += ["--owner", owner]
@@ -241,7 +241,7 @@ class LocalStack:
         process = self.spawn(
             "explorer",
             [
-                str(BIN / "streamlit"), "run", str(ROOT / "api" / "explorer" / "app.py"),
+                str(BIN / "streamlit"), "run", str(ROOT / "explorer" / "app.py"),
                 "--server.address", "127.0.0.1", "--server.port", str(port),
                 "--server.headless", "true", "--browser.gatherUsageStats", "false",
                 "--server.fileWatcherType", "none",

@@ -2,10 +2,10 @@
 
 Core kinds are checked by kubernetes-validate against the Kubernetes API schemas (strict: an
 unknown field is an error); operator kinds (KEDA, RabbitMQ, CloudNativePG, Milvus) against the
-subset schemas in schemas/; every kustomization must name files that exist, and every manifest
+subset schemas in k8s_schemas/; every kustomization must name files that exist, and every manifest
 must be named by a kustomization (a forgotten file would never be applied).
 
-python -m infra.k8s.validate [DIR]     # default: infra/k8s; exit 1 on the first report of errors
+python -m devstack.k8s_validate [DIR]     # default: infra/k8s; exit 1 on the first report of errors
 """
 
 import json
@@ -18,7 +18,8 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-HERE = Path(__file__).resolve().parent
+SCHEMAS = Path(__file__).resolve().parent / "k8s_schemas"
+MANIFESTS = Path(__file__).resolve().parents[1] / "infra" / "k8s"
 KUBERNETES_VERSION = "1.31.0"
 CUSTOM_KINDS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda-scaledobject.json",
@@ -30,7 +31,7 @@ CUSTOM_KINDS = {
 
 
 def _schema(name: str) -> dict[str, Any]:
-    return json.loads((HERE / "schemas" / name).read_text())
+    return json.loads((SCHEMAS / name).read_text())
 
 
 def _documents(path: Path) -> Iterator[tuple[int, Any]]:
@@ -133,7 +134,7 @@ def validate_tree(root: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    root = Path(args[0]) if args else HERE
+    root = Path(args[0]) if args else MANIFESTS
     problems = validate_tree(root)
     for problem in problems:
         print(f"invalid: {problem}", file=sys.stderr)

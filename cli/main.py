@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from api import keys_cli
-from api.ingest import (
+from cli import keys as keys_cli
+from cli.ingest import (
     PRESETS,
     IngestError,
     Ingestor,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kombu import Connection
 
-from infra.local.stack import ROOT, LocalStack, endpoint, port_open
+from devstack.stack import ROOT, LocalStack, endpoint, port_open
 from shared.settings import get_settings
 
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.json")
