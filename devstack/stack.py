@@ -98,6 +98,8 @@ class LocalStack:
 
     def _env(self) -> dict[str, str]:
         env = {**os.environ, **self.env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        # Every process runs this checkout's code, whichever checkout the venv was installed from.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         return env
 
     def metrics_dir(self, name: str) -> Path:
