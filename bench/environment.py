@@ -235,7 +235,8 @@ def own_stack(
         "COURSEWISE_MAX_PENDING_TASKS_PER_OWNER": "1000000",
         **(extra_env or {}),
     }
-    settings = Settings(**{k.removeprefix("COURSEWISE_").lower(): v for k, v in env.items()})
+    # pydantic-settings types its own _-prefixed init options; these keys are all fields
+    settings = Settings(**{k.removeprefix("COURSEWISE_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
     var_dir = Path(tempfile.mkdtemp(prefix=f"coursewise-bench-{name}-"))
     asyncio.run(_pg(f'CREATE DATABASE "{database}"'))
     subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)

@@ -143,14 +143,14 @@ async def ingest(settings: Settings, train_pairs: list[tuple[str, str]]) -> dict
             ).to_record(now)
             for learner, course in train_pairs
         ]
-        for number, chunk in enumerate(chunked(records, settings.interactions_max_items)):
+        for number, batch in enumerate(chunked(records, settings.interactions_max_items)):
             async with transaction(sessionmaker) as session:
                 outcome_ = await apply_learner_task(
                     LearnerRepository(session),
                     CourseRepository(session),
                     TaskType.interaction_batch,
                     f"evaluation-{number}",
-                    chunk,
+                    batch,
                     number + 2,
                 )
             assert not outcome_.errors, outcome_.errors[:3]

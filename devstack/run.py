@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from kombu import Connection
 
@@ -53,7 +54,7 @@ def local_admin_key(stack: LocalStack, key_file: Path) -> str:
     return key
 
 
-def load_demo_catalog(stack: LocalStack, timeout: float = 300) -> dict:
+def load_demo_catalog(stack: LocalStack, timeout: float = 300) -> dict[str, Any]:
     courses = json.loads(DEMO_CATALOG.read_text())
     with stack.client() as api:
         accepted = api.post("/v1/courses/bulk", json=courses)

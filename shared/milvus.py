@@ -138,7 +138,9 @@ def filter_expression(filters: CourseFilters, *, exclude_id: str | None = None) 
     return " and ".join(clauses)
 
 
-def entity(record: dict[str, Any], vector: list[float], version: int, content_hash: str) -> dict:
+def entity(
+    record: dict[str, Any], vector: list[float], version: int, content_hash: str
+) -> dict[str, Any]:
     return {
         "id": record["id"],
         "vector": vector,

@@ -1,6 +1,6 @@
 """Popular courses and model administration."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -56,7 +56,7 @@ async def popular_courses(
 async def retrain(
     caller: AdminDep, request: Request, dispatcher: DispatcherDep, key: IdempotencyKeyDep
 ) -> TaskAccepted:
-    items: list[dict] = [{"model": "als"}]
+    items: list[dict[str, Any]] = [{"model": "als"}]
     return await dispatcher.accept(
         TaskType.model_retrain,
         items,

@@ -12,12 +12,13 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.coursewise-installed
-wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# constraints.txt pins every version: a new lock reinstalls as surely as a new pyproject.toml.
+wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "installing dependencies into .venv (first run takes a few minutes) ..."
   .venv/bin/python -m pip install -q --upgrade pip
   # The CPU build of torch first: anything else would pull a multi-GB CUDA build.
-  .venv/bin/pip install -q "torch==2.13.0"
-  .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip install -q -c constraints.txt "torch==2.13.0"
+  .venv/bin/pip install -q -c constraints.txt -e '.[dev]'
   echo "$wanted" > "$stamp"
 fi

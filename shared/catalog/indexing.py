@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pymilvus import MilvusClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,7 +36,7 @@ class IndexReport:
     milvus_seconds: float = 0.0
 
 
-def _record(row: Course) -> dict:
+def _record(row: Course) -> dict[str, Any]:
     return {
         "id": row.id,
         "title": row.title,

@@ -2,6 +2,7 @@
 go in through the bulk API, and come back out through search, filters and similar courses."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ PARAPHRASES = {
 
 
 @pytest.fixture(scope="module")
-def catalog(api: httpx.Client) -> Iterator[dict[str, dict]]:
+def catalog(api: httpx.Client) -> Iterator[dict[str, dict[str, Any]]]:
     if not CSV.exists():
         pytest.skip(f"{CSV} is absent (the shared data folder is not beside this checkout)")
     courses = read_coursera_csv(CSV)[:200]
@@ -33,7 +34,7 @@ def catalog(api: httpx.Client) -> Iterator[dict[str, dict]]:
     yield {c["id"]: c for c in courses}
 
 
-def search(api: httpx.Client, **params: object) -> list[dict]:
+def search(api: httpx.Client, **params: str | int) -> list[dict[str, Any]]:
     response = api.get("/v1/search", params=params)
     assert response.status_code == 200, response.text
     return list(response.json()["items"])
@@ -41,13 +42,13 @@ def search(api: httpx.Client, **params: object) -> list[dict]:
 
 @pytest.mark.parametrize("course_id", sorted(PARAPHRASES))
 def test_paraphrase_finds_the_course_in_the_top_five(
-    api: httpx.Client, catalog: dict[str, dict], course_id: str
+    api: httpx.Client, catalog: dict[str, dict[str, Any]], course_id: str
 ) -> None:
     top = [hit["id"] for hit in search(api, q=PARAPHRASES[course_id], limit=5)]
     assert course_id in top, top
 
 
-def test_filters_hold_in_search(api: httpx.Client, catalog: dict[str, dict]) -> None:
+def test_filters_hold_in_search(api: httpx.Client, catalog: dict[str, dict[str, Any]]) -> None:
     hits = search(api, q="introduction to programming", level="beginner", limit=20)
     assert hits and all(hit["level"] == "beginner" for hit in hits)
     provider = catalog["coursera:digital-democracy"]["provider"]
@@ -58,7 +59,9 @@ def test_filters_hold_in_search(api: httpx.Client, catalog: dict[str, dict]) -> 
     assert hits and all(skill in hit["skills"] for hit in hits)
 
 
-def test_similar_courses_share_the_topic(api: httpx.Client, catalog: dict[str, dict]) -> None:
+def test_similar_courses_share_the_topic(
+    api: httpx.Client, catalog: dict[str, dict[str, Any]]
+) -> None:
     response = api.get("/v1/courses/coursera:musicianship-harmony/similar", params={"limit": 5})
     items = response.json()["items"]
     assert len(items) == 5
@@ -67,7 +70,9 @@ def test_similar_courses_share_the_topic(api: httpx.Client, catalog: dict[str, d
     assert "music" in text
 
 
-def test_not_found_and_validation_bodies(api: httpx.Client, catalog: dict[str, dict]) -> None:
+def test_not_found_and_validation_bodies(
+    api: httpx.Client, catalog: dict[str, dict[str, Any]]
+) -> None:
     missing = api.get("/v1/courses/coursera:no-such-course")
     assert missing.status_code == 404
     assert missing.json() == {
@@ -92,7 +97,9 @@ def test_not_found_and_validation_bodies(api: httpx.Client, catalog: dict[str, d
     }
 
 
-def test_update_and_delete_propagate_to_search(api: httpx.Client, catalog: dict[str, dict]) -> None:
+def test_update_and_delete_propagate_to_search(
+    api: httpx.Client, catalog: dict[str, dict[str, Any]]
+) -> None:
     course_id = "coursera:digital-democracy"
     query = "underwater basket weaving for marine biologists"
     assert course_id not in [hit["id"] for hit in search(api, q=query, limit=5)]

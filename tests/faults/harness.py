@@ -108,10 +108,10 @@ def in_background(action: Callable[[], None]) -> threading.Thread:
     return thread
 
 
-def drain(api: httpx.Client, task_ids: list[str], timeout: float) -> dict[str, dict]:
+def drain(api: httpx.Client, task_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
     """Wait until every task is finished; failed ones are retried once (the operator's move)."""
     deadline = time.monotonic() + timeout
-    tasks: dict[str, dict] = {}
+    tasks: dict[str, dict[str, Any]] = {}
     retried: set[str] = set()
     pending = set(task_ids)
     while pending and time.monotonic() < deadline:
@@ -132,7 +132,9 @@ def drain(api: httpx.Client, task_ids: list[str], timeout: float) -> dict[str, d
     return tasks
 
 
-def expected_state(outcome: Outcome, tasks: dict[str, dict]) -> dict[str, tuple[str, int]]:
+def expected_state(
+    outcome: Outcome, tasks: dict[str, dict[str, Any]]
+) -> dict[str, tuple[str, int]]:
     """The live courses after applying every accepted write once, in acceptance order."""
     ordered = sorted(
         (tasks[outcome.accepted[w.key]]["seq"], w)

@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -33,7 +34,7 @@ LEVELS = ["beginner", "intermediate", "advanced", "beginner"]
 @dataclass
 class Community:
     prefix: str
-    courses: list[dict]
+    courses: list[dict[str, Any]]
 
     def ids(self, topic: str) -> list[str]:
         return [c["id"] for c in self.courses if c["metadata"]["topic"] == topic]
@@ -47,7 +48,7 @@ def build(api: httpx.Client) -> Community:
     courses = []
     for topic, entries in TOPICS.items():
         for number, (title, description) in enumerate(entries):
-            course = {
+            course: dict[str, Any] = {
                 "id": f"{prefix}:{topic}-{number}",
                 "title": title,
                 "description": description,
@@ -76,11 +77,11 @@ def build(api: httpx.Client) -> Community:
     return community
 
 
-def retrain(api: httpx.Client) -> dict:
+def retrain(api: httpx.Client) -> dict[str, Any]:
     task = wait_task(api, accept(api.post("/v1/admin/retrain")), timeout=180)
     assert task["status"] == "succeeded", task
     return task
 
 
-def interact(api: httpx.Client, items: list[dict]) -> dict:
+def interact(api: httpx.Client, items: list[dict[str, Any]]) -> dict[str, Any]:
     return wait_task(api, accept(api.post("/v1/interactions", json=items)))

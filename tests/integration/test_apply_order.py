@@ -24,7 +24,9 @@ def run(test: Callable[[Any, MilvusClient, str], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-async def apply(ctx: Any, operation: str, items: list[dict], version: int) -> list[dict]:
+async def apply(
+    ctx: Any, operation: str, items: list[dict[str, Any]], version: int
+) -> list[dict[str, Any]]:
     sessionmaker, indexer = ctx
     async with transaction(sessionmaker) as session:
         outcome = await apply_chunk(
@@ -34,7 +36,9 @@ async def apply(ctx: Any, operation: str, items: list[dict], version: int) -> li
     return outcome.errors
 
 
-async def state(ctx: Any, milvus: MilvusClient, collection: str, course_id: str) -> tuple:
+async def state(
+    ctx: Any, milvus: MilvusClient, collection: str, course_id: str
+) -> tuple[tuple[str, int, bool, str] | None, list[int]]:
     sessionmaker, _ = ctx
     async with sessionmaker() as session:
         row = (await CourseRepository(session).get_many([course_id])).get(course_id)
@@ -47,7 +51,7 @@ async def state(ctx: Any, milvus: MilvusClient, collection: str, course_id: str)
     return pg, [hit["version"] for hit in found]
 
 
-def doc(course_id: str, title: str) -> dict:
+def doc(course_id: str, title: str) -> dict[str, Any]:
     return {"id": course_id, "title": title, "description": f"{title}: a course about ordering."}
 
 

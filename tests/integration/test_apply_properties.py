@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import LocalStack
 from shared.catalog.repository import CourseRepository
@@ -29,7 +30,7 @@ class Write:
     slot: int  # index into the example's id pool
     title: str | None  # None: a delete
 
-    def request(self, course_id: str) -> tuple[str, dict]:
+    def request(self, course_id: str) -> tuple[str, dict[str, Any]]:
         if self.title is None:
             return "delete", {"id": course_id}
         return "upsert", {"id": course_id, "title": self.title, "description": "About order."}
@@ -79,7 +80,7 @@ async def forget(engine: Any, prefix: str) -> None:
         )
 
 
-async def observed(sessionmaker, ids: list[str]) -> Model:
+async def observed(sessionmaker: async_sessionmaker[AsyncSession], ids: list[str]) -> Model:
     async with sessionmaker() as session:
         rows = await CourseRepository(session).get_many(ids)
     return {
@@ -92,7 +93,9 @@ async def observed(sessionmaker, ids: list[str]) -> Model:
     }
 
 
-async def apply_one(sessionmaker, write: Write, course_id: str, version: int) -> None:
+async def apply_one(
+    sessionmaker: async_sessionmaker[AsyncSession], write: Write, course_id: str, version: int
+) -> None:
     operation, item = write.request(course_id)
     async with transaction(sessionmaker) as session:
         outcome = await apply_chunk(CourseRepository(session), operation, [(0, item)], version)

@@ -5,6 +5,7 @@ connection empties the cache until it is back."""
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import httpx
@@ -16,12 +17,12 @@ from tests.integration.test_access import assert_error, new_key
 from tests.integration.test_observability import scrape, value
 
 
-def course(course_id: str, title: str) -> dict:
+def course(course_id: str, title: str) -> dict[str, Any]:
     return {"id": course_id, "title": title, "description": "A course about caching answers."}
 
 
-def sql(database: str, statement: str, *args: object) -> list:
-    async def run() -> list:
+def sql(database: str, statement: str, *args: object) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
         dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}"
         connection = await asyncpg.connect(dsn)
         try:

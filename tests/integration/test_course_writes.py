@@ -49,7 +49,11 @@ def test_create_is_accepted_recorded_and_applied(api: httpx.Client) -> None:
     assert stored["index_state"] == "indexed"
     assert stored["indexed_version"] == task["seq"]
 
-    params = {"q": "how to bake sourdough bread", "limit": 5, "provider": provider}
+    params: dict[str, str | int] = {
+        "q": "how to bake sourdough bread",
+        "limit": 5,
+        "provider": provider,
+    }
     hits = api.get("/v1/search", params=params).json()["items"]
     assert [hit["id"] for hit in hits] == [course_id] and hits[0]["score"] > 0.5
 

@@ -1,6 +1,8 @@
 """The OpenVINO runtime computes the same vectors as sentence-transformers on torch, with the
 real packaged model: search answers must not change with `EMBEDDING_BACKEND`."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -88,13 +90,12 @@ print(len(started))
 """
 
 
-def test_loading_openvino_reports_nothing_and_writes_nothing_home(tmp_path) -> None:
+def test_loading_openvino_reports_nothing_and_writes_nothing_home(tmp_path: Path) -> None:
     # OpenVINO's converter sends usage events to Google Analytics unless the machine opted out
     # or CI=true, each from a process of its own; a service must send nothing anywhere.
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     home = tmp_path / "home"
     home.mkdir()

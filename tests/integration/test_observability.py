@@ -4,6 +4,7 @@ import json
 import re
 import time
 import uuid
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -11,8 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from devstack.stack import ROOT, LocalStack
 from tests.conftest import accept, wait_task
 
+# Scraped samples by (metric name, its labels).
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+
+def samples(text: str) -> Samples:
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
@@ -20,18 +24,18 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def value(metrics: dict, name: str, **labels: str) -> float:
+def value(metrics: Samples, name: str, **labels: str) -> float:
     return metrics.get((name, frozenset(labels.items())), 0.0)
 
 
-def scrape(url: str) -> dict:
+def scrape(url: str) -> Samples:
     response = httpx.get(url, timeout=10)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return samples(response.text)
 
 
-def course(course_id: str) -> dict:
+def course(course_id: str) -> dict[str, Any]:
     return {
         "id": course_id,
         "title": "Observability for operators",
@@ -93,7 +97,7 @@ def test_write_moves_worker_task_metrics_and_state_gauges(
     assert ("coursewise_oldest_queued_task_age_seconds", frozenset()) in state
 
 
-def worker_lines(stack: LocalStack) -> list[dict]:
+def worker_lines(stack: LocalStack) -> list[dict[str, Any]]:
     lines = []
     for line in (stack.var_dir / "worker.log").read_text(errors="replace").splitlines():
         try:

@@ -1,6 +1,7 @@
 """The read API: filters, cursors, similar courses, tasks listing, health and the docs."""
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -12,17 +13,17 @@ DEMO = json.loads(DEMO_CATALOG.read_text())
 
 
 @pytest.fixture(scope="module")
-def demo(api: httpx.Client) -> list[dict]:
+def demo(api: httpx.Client) -> list[dict[str, Any]]:
     task = wait_task(api, accept(api.post("/v1/courses/bulk", json=DEMO)))
     assert task["status"] == "succeeded", task
     return DEMO
 
 
-def list_all(api: httpx.Client, params: dict) -> list[dict]:
-    items: list[dict] = []
+def list_all(api: httpx.Client, params: dict[str, str | int]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
     cursor = None
     while True:
-        more = {"cursor": cursor} if cursor else {}
+        more: dict[str, str] = {"cursor": cursor} if cursor else {}
         page = api.get("/v1/courses", params={**params, "limit": 100, **more}).json()
         items += page["items"]
         cursor = page["next_cursor"]
@@ -30,7 +31,9 @@ def list_all(api: httpx.Client, params: dict) -> list[dict]:
             return items
 
 
-def test_cursor_pagination_walks_every_course_once(api: httpx.Client, demo: list[dict]) -> None:
+def test_cursor_pagination_walks_every_course_once(
+    api: httpx.Client, demo: list[dict[str, Any]]
+) -> None:
     seen: list[str] = []
     cursor = None
     while True:
@@ -59,7 +62,7 @@ def test_cursor_pagination_walks_every_course_once(api: httpx.Client, demo: list
     ],
 )
 def test_list_and_search_filters_agree_with_the_catalog(
-    api: httpx.Client, demo: list[dict], params: dict, predicate: object
+    api: httpx.Client, demo: list[dict[str, Any]], params: dict[str, str | int], predicate: object
 ) -> None:
     expected = {c["id"] for c in demo if predicate(c)}  # type: ignore[operator]
     assert expected, f"the demo catalog has no course for {params}"
@@ -70,7 +73,7 @@ def test_list_and_search_filters_agree_with_the_catalog(
     assert found and all(predicate(hit) for hit in found)  # type: ignore[operator]
 
 
-def test_search_ranks_by_meaning_and_pages(api: httpx.Client, demo: list[dict]) -> None:
+def test_search_ranks_by_meaning_and_pages(api: httpx.Client, demo: list[dict[str, Any]]) -> None:
     response = api.get("/v1/search", params={"q": "train deep neural networks", "limit": 3})
     page = response.json()
     scores = [item["score"] for item in page["items"]]
@@ -86,7 +89,7 @@ def test_search_ranks_by_meaning_and_pages(api: httpx.Client, demo: list[dict]) 
     assert not {i["id"] for i in page["items"]} & {i["id"] for i in second["items"]}
 
 
-def test_similar_courses(api: httpx.Client, demo: list[dict]) -> None:
+def test_similar_courses(api: httpx.Client, demo: list[dict[str, Any]]) -> None:
     target = next(c for c in demo if "machine learning" in c["title"].lower())
     response = api.get(f"/v1/courses/{target['id']}/similar", params={"limit": 5})
     items = response.json()["items"]
@@ -99,7 +102,7 @@ def test_similar_courses(api: httpx.Client, demo: list[dict]) -> None:
     assert missing.json()["error"]["details"][0]["loc"] == ["path", "course_id"]
 
 
-def test_tasks_listing_filters_newest_first(api: httpx.Client, demo: list[dict]) -> None:
+def test_tasks_listing_filters_newest_first(api: httpx.Client, demo: list[dict[str, Any]]) -> None:
     for course in demo[:3]:
         wait_task(api, accept(api.post("/v1/courses", json=course)))
     page = api.get("/v1/tasks", params={"limit": 2, "status": "succeeded"}).json()

@@ -1,6 +1,7 @@
 """Recommendations: seen courses excluded, filters, cold start, freshness, retraining."""
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ def community(api: httpx.Client) -> Community:
     return community
 
 
-def recommend(api: httpx.Client, learner: str, **params: object) -> dict:
+def recommend(api: httpx.Client, learner: str, **params: str | int) -> dict[str, Any]:
     response = api.get(f"/v1/users/{learner}/recommendations", params={"limit": 8, **params})
     assert response.status_code == 200, response.text
     return response.json()
@@ -60,7 +61,7 @@ def test_a_learner_gets_their_topic_and_never_what_they_took(
     ],
 )
 def test_filters_hold(
-    api: httpx.Client, community: Community, params: dict, predicate: object
+    api: httpx.Client, community: Community, params: dict[str, str], predicate: object
 ) -> None:
     learner = community.learner("music-fan-0")
     for who in (learner, "nobody-knows-me"):

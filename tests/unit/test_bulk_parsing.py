@@ -64,14 +64,17 @@ def parse(body: bytes, content_type: str | None = JSON, **kwargs: Any) -> list[C
 
 
 def rejected(
-    body: bytes, content_type: str | None = JSON, error: type = InvalidRequest, **kwargs: Any
+    body: bytes,
+    content_type: str | None = JSON,
+    error: type[CoursewiseError] = InvalidRequest,
+    **kwargs: Any,
 ) -> CoursewiseError:
     with pytest.raises(error) as caught:
         parse(body, content_type, **kwargs)
     return caught.value
 
 
-def located(exc: CoursewiseError) -> list[tuple[list, str]]:
+def located(exc: CoursewiseError) -> list[tuple[list[str | int], str]]:
     return [(detail.loc, detail.code) for detail in exc.details]
 
 
@@ -340,7 +343,7 @@ def test_problems_render_in_the_documented_error_body() -> None:
     exc = rejected(as_json([course(1), course(1, rating=6)]))
     response = error_response(exc.status_code, exc.code, exc.message, exc.details)
     assert response.status_code == 422
-    assert json.loads(response.body) == {
+    assert json.loads(bytes(response.body)) == {
         "error": {
             "code": "validation_error",
             "message": exc.message,
@@ -362,6 +365,8 @@ def test_problems_render_in_the_documented_error_body() -> None:
 
 def test_too_many_items_renders_as_413() -> None:
     exc = rejected(as_json([course(n) for n in range(4)]), JSON, PayloadTooLarge)
-    body = json.loads(error_response(exc.status_code, exc.code, exc.message, exc.details).body)
+    body = json.loads(
+        bytes(error_response(exc.status_code, exc.code, exc.message, exc.details).body)
+    )
     assert body["error"]["code"] == "payload_too_large"
     assert body["error"]["details"][0]["code"] == "too_many_items"

@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.catalog.schemas import (
     MAX_METADATA_BYTES,
@@ -21,13 +21,17 @@ BASE: dict[str, Any] = {
 }
 
 
-def problems(data: dict[str, Any], model: type = CourseIn) -> list[tuple[tuple, str]]:
+# A validation problem: where (pydantic's loc) and what (its error type).
+Problem = tuple[tuple[int | str, ...], str]
+
+
+def problems(data: dict[str, Any], model: type[BaseModel] = CourseIn) -> list[Problem]:
     with pytest.raises(ValidationError) as caught:
         model.model_validate(data)
     return [(tuple(error["loc"]), error["type"]) for error in caught.value.errors()]
 
 
-def messages(data: dict[str, Any], model: type = CourseIn) -> list[str]:
+def messages(data: dict[str, Any], model: type[BaseModel] = CourseIn) -> list[str]:
     with pytest.raises(ValidationError) as caught:
         model.model_validate(data)
     return [error["msg"] for error in caught.value.errors()]
@@ -163,7 +167,7 @@ def test_length_limits_are_inclusive() -> None:
     ],
     ids=lambda value: json.dumps(value)[:40] if isinstance(value, dict) else None,
 )
-def test_bound_is_rejected_at_its_field(change: dict[str, Any], expected: tuple) -> None:
+def test_bound_is_rejected_at_its_field(change: dict[str, Any], expected: Problem) -> None:
     assert problems({**BASE, **change}) == [expected]
 
 
@@ -226,7 +230,7 @@ def test_patch_can_clear_optional_field_and_reports_only_what_was_sent() -> None
         ({"rating": 6}, (("rating",), "less_than_equal")),
     ],
 )
-def test_patch_shares_the_course_bounds(change: dict[str, Any], expected: tuple) -> None:
+def test_patch_shares_the_course_bounds(change: dict[str, Any], expected: Problem) -> None:
     assert problems(change, CoursePatch) == [expected]
 
 

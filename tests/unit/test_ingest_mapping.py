@@ -4,6 +4,7 @@ the ingestor turns the API's answers into per-line outcomes (against a stub tran
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -146,7 +147,7 @@ def test_format_comes_from_the_suffix_unless_given() -> None:
 
 
 def test_a_rejected_item_is_dropped_and_the_rest_resent(tmp_path: Path) -> None:
-    sent: list[list[dict]] = []
+    sent: list[list[dict[str, Any]]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         items = [json.loads(line) for line in request.content.decode().split("\n")]
@@ -184,8 +185,8 @@ def test_a_rejected_item_is_dropped_and_the_rest_resent(tmp_path: Path) -> None:
 
 
 def test_task_outcomes_map_back_to_lines() -> None:
-    batch = {"task_id": "t", "lines": [7, 9, 12], "ids": ["a", "b", "c"], "status": "queued",
-             "applied": 0, "failures": []}  # fmt: skip
+    batch: dict[str, Any] = {"task_id": "t", "lines": [7, 9, 12], "ids": ["a", "b", "c"],
+                             "status": "queued", "applied": 0, "failures": []}  # fmt: skip
     task = {
         "status": "succeeded",
         "counts": {"received": 3, "applied": 2, "failed": 1},

@@ -2,7 +2,9 @@
 make `kubectl apply` fail or leave a resource out."""
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,7 +23,7 @@ def tree(tmp_path: Path) -> Path:
     return copy
 
 
-def edit(path: Path, index: int, change) -> None:  # type: ignore[no-untyped-def]
+def edit(path: Path, index: int, change: Callable[[dict[str, Any]], object]) -> None:
     documents = list(yaml.safe_load_all(path.read_text()))
     change(documents[index])
     path.write_text(yaml.safe_dump_all(documents))
@@ -34,7 +36,7 @@ def test_a_wrong_type_in_a_core_kind_is_reported(tree: Path) -> None:
 
 
 def test_a_misspelt_field_is_reported(tree: Path) -> None:
-    def typo(deployment: dict) -> None:
+    def typo(deployment: dict[str, Any]) -> None:
         deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
 
     edit(tree / "base" / "worker.yaml", 0, typo)

@@ -19,7 +19,7 @@ from shared.pagination import decode_cursor, encode_cursor
         {"after": "x" * 301},
     ],
 )
-def test_round_trip(position: dict) -> None:
+def test_round_trip(position: dict[str, str | int]) -> None:
     key, value = next(iter(position.items()))
     cursor = encode_cursor(position)
     assert decode_cursor(cursor, key=key, kind=type(value)) == value
