@@ -6,29 +6,10 @@ import time
 import uuid
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import ROOT, LocalStack
-from tests.conftest import accept, wait_task
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(metrics: dict, name: str, **labels: str) -> float:
-    return metrics.get((name, frozenset(labels.items())), 0.0)
-
-
-def scrape(url: str) -> dict:
-    response = httpx.get(url, timeout=10)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return samples(response.text)
+from tests.support.http import accept, wait_task
+from tests.support.metrics import scrape, value
 
 
 def course(course_id: str) -> dict:

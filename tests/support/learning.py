@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.conftest import accept, wait_task
+from tests.support.http import accept, wait_task
 
 TOPICS = {
     "data": [
