@@ -25,6 +25,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.faults)
         elif "/contract/" in path:
             item.add_marker(pytest.mark.contract)
+        elif "/tests/api/" in path:
+            item.add_marker(pytest.mark.api)
     # The fuzzer fills the catalogue with made-up courses, so it runs after the tests that read
     # it; fault injection restarts shared services (RabbitMQ), so it runs last of all.
     items.sort(key=lambda item: ("/faults/" in str(item.path), "/contract/" in str(item.path)))
