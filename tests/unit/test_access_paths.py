@@ -5,6 +5,7 @@ The stores are narrow fakes (a key table, a rate-counter table); the app, its mi
 route, the caches and the limiter are the real ones."""
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,8 @@ from shared.settings import Settings
 
 COURSE = b'{"id":"c:1","title":"Bread"}'
 NOW = datetime.now(UTC)
+# Both runs of a case at the same instant (mid-window), so waits are equal to the second.
+FROZEN_S = 1_800_000_030.25
 
 
 def key(secret: str, scopes: list[str], rate: int = 600, **fields: Any) -> ApiKey:
@@ -103,9 +106,19 @@ def app_for(public_reads: bool) -> FastAPI:
 
 
 def expire_while_cached(app: FastAPI) -> None:
-    """A key checked (and cached) while valid, whose expiry has passed since."""
-    reader = KEYS[hash_key("cw_reader")]
-    app.state.key_cache.put("cw_stale", caller_for(reader, 600), NOW - timedelta(seconds=1))
+    """A key checked (cached and counted) while valid, whose expiry has passed since."""
+    reader = caller_for(KEYS[hash_key("cw_reader")], 600)
+    app.state.key_cache.put("cw_stale", reader, NOW - timedelta(seconds=1))
+    limiter: RateLimiter = app.state.rate_limiter
+    asyncio.run(limiter.count(app.state.sessionmaker, reader, time.time()))  # type: ignore[arg-type]
+
+
+def writer_seen_before(app: FastAPI) -> None:
+    """The writer's key is cached and counted here already (by an earlier write)."""
+    writer = caller_for(KEYS[hash_key("cw_writer")], 600)
+    app.state.key_cache.put("cw_writer", writer, None)
+    limiter: RateLimiter = app.state.rate_limiter
+    asyncio.run(limiter.count(app.state.sessionmaker, writer, time.time()))  # type: ignore[arg-type]
 
 
 def over_the_limit(app: FastAPI) -> None:
@@ -131,6 +144,7 @@ CASES: list[tuple[str, bool, str | None, int, Prepare | None]] = [
     ("revoked", False, "Bearer cw_revoked", 2, None),
     ("wrong scope", False, "Bearer cw_writer", 2, None),
     ("wrong scope, public reads", True, "Bearer cw_writer", 2, None),
+    ("wrong scope, key and limit known", False, "Bearer cw_writer", 2, writer_seen_before),
     ("rate limited, exact counter", False, "Bearer cw_slow", 4, None),
     ("rate limited, decided locally", False, "Bearer cw_busy", 3, over_the_limit),
 ]
@@ -160,6 +174,7 @@ def test_fast_path_and_route_answer_alike(
     requests: int,
     prepare: Prepare | None,
 ) -> None:
+    monkeypatch.setattr(time, "time", lambda: FROZEN_S)
     answered: list[bool] = []
     original = fast_reads.cached_answer
 
