@@ -1,7 +1,9 @@
 """Who is calling, and may they: API key → Caller, scope check, rate limit.
 
-Every route declares the scope it needs through one of the `*Dep` aliases at the bottom, so
-the check runs before the route body and before any work is done. The caller is also kept on
+The rules are `shared.access.decision.decide`'s (the fast path for cached courses applies the
+same function); this module does the I/O it asks for: the key lookup, the shared rate counters.
+Every route declares the scope it needs through one of the `*Dep` aliases at the bottom, so the
+check runs before the route body and before any work is done. The caller is also kept on
 `request.state` for dependencies that scope data to it (tasks, idempotency keys).
 """
 
@@ -14,17 +16,18 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.access.keys import Scope, hash_key
-from shared.access.service import (
-    Caller,
-    RateLimiter,
-    caller_for,
-    check_usable,
-    find_key,
-    utcnow,
+from shared.access.decision import (
+    LOOK_UP_KEY,
+    Checked,
+    CountFirst,
+    bearer_token,
+    counted,
+    decide,
 )
+from shared.access.keys import Scope, hash_key
+from shared.access.service import Caller, RateLimiter, caller_for, check_usable, find_key, utcnow
 from shared.db import transaction
-from shared.errors import ErrorDetail, InsufficientScope, RateLimited, Unauthenticated
+from shared.errors import CoursewiseError, Unauthenticated
 from shared.settings import Settings
 
 _bearer = HTTPBearer(
@@ -34,9 +37,6 @@ _bearer = HTTPBearer(
 )
 
 _CACHE_MAX = 10_000
-
-
-Checked = tuple[Caller | str, datetime | None]  # the caller, or why the key is refused; expiry
 
 
 class KeyCache:
@@ -74,65 +74,49 @@ class KeyCache:
         self._entries[hash_key(secret)] = (time.monotonic() + self.ttl_s, caller, expires_at)
 
 
-async def _identify(request: Request, token: str | None, anonymous_ok: bool) -> Caller:
+async def _look_up(request: Request, token: str) -> Checked:
+    """What the database says of this key, cached (refusals too, with their reason)."""
     settings: Settings = request.app.state.settings
-    if token is None:
-        if anonymous_ok:
-            address = request.client.host if request.client else "unknown"
-            return Caller(
-                key_id=None,
-                owner=None,
-                scopes=frozenset({Scope.read.value}),
-                rate_limit_per_minute=settings.anonymous_rate_limit_per_minute,
-                address=address,
-            )
-        raise Unauthenticated("No API key was sent.")
     cache: KeyCache = request.app.state.key_cache
-    cached = cache.get(token)
-    now = utcnow()
-    if cached is None:
 
-        async def look_up() -> Checked:
-            async with request.app.state.sessionmaker() as session:
-                key = await find_key(session, token)
-            try:
-                usable = check_usable(key, now)
-            except Unauthenticated as refused:
-                reason = refused.details[0].message
-                cache.put(token, reason, None)
-                return reason, None
-            checked = caller_for(usable, settings.rate_limit_per_minute), usable.expires_at
-            cache.put(token, *checked)
-            return checked
+    async def look_up() -> Checked:
+        async with request.app.state.sessionmaker() as session:
+            key = await find_key(session, token)
+        try:
+            usable = check_usable(key, utcnow())
+        except Unauthenticated as refused:
+            reason = refused.details[0].message
+            cache.put(token, reason, None)
+            return reason, None
+        checked = caller_for(usable, settings.rate_limit_per_minute), usable.expires_at
+        cache.put(token, *checked)
+        return checked
 
-        cached = await cache.load(token, look_up)
-    known, expires_at = cached
-    if isinstance(known, str):
-        raise Unauthenticated(known)
-    if expires_at is not None and expires_at <= now:
-        raise Unauthenticated("The API key has expired.")
-    return known
+    return await cache.load(token, look_up)
 
 
-async def _rate_limit(request: Request, caller: Caller) -> None:
-    settings: Settings = request.app.state.settings
-    if not settings.rate_limit_enabled:
-        return
-    limiter: RateLimiter = request.app.state.rate_limiter
-    now = time.time()
-    wait = limiter.decide_locally(caller, now)
-    if wait == 0:
-        return
-    if wait is None:
-        async with transaction(request.app.state.sessionmaker) as session:
-            wait = await limiter.count(session, caller, now)
-    if wait is not None:
-        raise RateLimited(
-            f"Rate limit of {caller.rate_limit_per_minute} requests per minute exceeded; "
-            f"retry in {wait} s.",
-            [ErrorDetail(["header", "authorization"], "rate_limited", "this caller's limit")],
-            retry_after_s=wait,
-        )
+async def authorize(request: Request, scope: Scope | None) -> Caller:
+    """The caller, if `decide` admits the request once the I/O it asks for is done; else the
+    refusal, raised."""
+    state = request.app.state
+    settings: Settings = state.settings
+    limiter: RateLimiter = state.rate_limiter
+    authorization = request.headers.get("authorization")
+    token = bearer_token(authorization)
+    known = state.key_cache.get(token) if token is not None else None
+    address = request.client.host if request.client else None
+    outcome = decide(authorization, token, known, scope, settings, limiter, address)
+    if outcome is LOOK_UP_KEY and token is not None:
+        known = await _look_up(request, token)
+        outcome = decide(authorization, token, known, scope, settings, limiter, address)
+    if isinstance(outcome, CountFirst):
+        async with transaction(state.sessionmaker) as session:
+            wait = await limiter.count(session, outcome.caller, time.time())
+        outcome = counted(outcome.caller, wait)
+    if isinstance(outcome, CoursewiseError):
+        raise outcome
+    assert isinstance(outcome, Caller), outcome  # a key just looked up is known
+    return outcome
 
 
 def _require(scope: Scope | None) -> Callable[..., Awaitable[Caller]]:
@@ -140,17 +124,10 @@ def _require(scope: Scope | None) -> Callable[..., Awaitable[Caller]]:
 
     async def dependency(
         request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        # Declares the scheme in the OpenAPI schema; the header is read by `authorize`.
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Caller:
-        settings: Settings = request.app.state.settings
-        token = credentials.credentials if credentials is not None else None
-        if token is None and request.headers.get("authorization"):
-            raise Unauthenticated("The Authorization header is not a Bearer API key.")
-        anonymous_ok = scope is Scope.read and settings.public_reads
-        caller = await _identify(request, token, anonymous_ok)
-        if scope is not None and not caller.has(scope):
-            raise InsufficientScope(scope.value)
-        await _rate_limit(request, caller)
+        caller = await authorize(request, scope)
         request.state.caller = caller
         return caller
 

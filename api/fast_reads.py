@@ -1,33 +1,32 @@
 """`GET /v1/courses/{id}` answered from the course cache before routing.
 
 It is the hottest read, and once a course is cached, what is left of it is FastAPI's routing and
-dependency solving (most of its CPU, profiled). When everything the route checks is already
-known in this process — the key (cached, not refused, not expired), its `read` scope, the rate
-limit decided locally, the course (cached) — the answer is sent from here, byte for byte the
-route's. Anything else (no key or an unknown one, public reads, a refusal to make, a cache miss)
-goes on to the route, which does the full work and fills the caches. Both paths use the same
-caches and checks; nothing here decides differently from the route.
+dependency solving (most of its CPU, profiled). When the access decision the route would make
+(`shared.access.decision.decide`, the same function) admits the caller from what this process
+knows — the key (cached, not refused, not expired) or an anonymous public read, the `read`
+scope, the rate limit decided locally — and the course is cached, the answer is sent from here,
+byte for byte the route's. Anything else (an unknown key, a refusal to make, a rate limit that
+needs the shared counters, a cache miss) goes on to the route, which does the full work and
+fills the caches.
 """
-
-import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import KeyCache
 from api.observability import ROUTE_TEMPLATE
+from shared.access.decision import bearer_token, decide
 from shared.access.keys import Scope as KeyScope
-from shared.access.service import RateLimiter, utcnow
+from shared.access.service import Caller
 from shared.catalog.cache import CachedCourses
 
 PREFIX = "/v1/courses/"
 TEMPLATE = "/v1/courses/{course_id}"
 
 
-def _bearer_token(scope: Scope) -> str | None:
+def _authorization(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
-            kind, _, token = value.decode("latin-1").partition(" ")
-            return token if kind.lower() == "bearer" and token else None
+            return value.decode("latin-1")  # as Starlette's `request.headers` decodes it
     return None
 
 
@@ -42,23 +41,26 @@ def cached_answer(scope: Scope) -> bytes | None:
     state = scope["app"].state
     courses: CachedCourses = state.cached_courses
     body = courses.cache.get(course_id)  # only the route fills it: ids it serves
-    token = _bearer_token(scope) if body is not None else None
-    if token is None:
+    if body is None:
         return None
+    authorization = _authorization(scope)
+    token = bearer_token(authorization)
     keys: KeyCache = state.key_cache
-    checked = keys.get(token)
-    if checked is None:
-        return None
-    caller, expires_at = checked
-    if isinstance(caller, str) or not caller.has(KeyScope.read):
-        return None
-    if expires_at is not None and expires_at <= utcnow():
-        return None
-    if state.settings.rate_limit_enabled:
-        limiter: RateLimiter = state.rate_limiter
-        if limiter.decide_locally(caller, time.time(), count_refusal=False) != 0:
-            return None
-    return body
+    known = keys.get(token) if token is not None else None
+    client = scope.get("client")
+    address = client[0] if client else None
+    # A refusal, or anything needing a query, is the route's to make (it counts refusals).
+    decision = decide(
+        authorization,
+        token,
+        known,
+        KeyScope.read,
+        state.settings,
+        state.rate_limiter,
+        address,
+        count_refusal=False,
+    )
+    return body if isinstance(decision, Caller) else None
 
 
 class CourseByIdFastPath:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 from pymilvus import AsyncMilvusClient
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import KeyCache
 from api.errors import install_error_handlers
@@ -45,30 +46,23 @@ log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def database_state(app: FastAPI) -> AsyncIterator[AsyncEngine]:
+    """What the routes need of PostgreSQL, on `app.state`: engines and sessions, the key cache,
+    the rate limiter, the course cache and its listener. Yields the primary's engine.
+
+    Apart from the broker, Milvus and the model, so the in-process API tests (tests/api) build
+    exactly this and override the rest."""
     settings: Settings = app.state.settings
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     read_engine = (
         create_engine(settings, settings.database_read_url) if settings.database_read_url else None
     )
-    celery = build_celery(settings)
-    milvus = AsyncMilvusClient(**client_kwargs(settings))
-    embedder = get_embedder(settings)
-    # Load the model before taking traffic, not on the first search.
-    await anyio.to_thread.run_sync(embedder.load)
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
     app.state.read_sessionmaker = create_sessionmaker(read_engine) if read_engine else sessionmaker
-    app.state.celery = celery
-    app.state.milvus = milvus
-    publisher = ConfirmedPublisher(celery, settings.publish_timeout_s)
-    publisher.start()
-    app.state.dispatcher = WriteDispatcher(sessionmaker, settings, LedgerInserts(engine), publisher)
-    app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
     app.state.key_cache = KeyCache(settings.api_key_cache_s)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_sync_s)
-    app.state.recommender = Recommender(milvus, settings, app.state.search)
     # Reads from a replica may lag the notifications the primary sends: no cache with one.
     cache = CourseCache(
         settings.course_cache_ttl_s if not settings.database_read_url else 0,
@@ -76,26 +70,57 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.cached_courses = CachedCourses(cache, app.state.read_sessionmaker)
     listener = asyncio.create_task(listen(cache, settings.database_url)) if cache.ttl_s else None
-    # The model and libraries loaded above are millions of long-lived objects; a full garbage
-    # collection walking them all stalled requests for 100+ ms (measured p99 at half load).
-    # Frozen, collections only look at what requests allocate.
-    gc.collect()
-    gc.freeze()
-    log.info("api ready")
     try:
-        yield
+        yield engine
     finally:
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-        await milvus.close()
-        await anyio.to_thread.run_sync(publisher.stop)
-        celery.close()
         await engine.dispose()
         if read_engine is not None:
             await read_engine.dispose()
-        mark_process_dead()
+
+
+def write_dispatcher(
+    app: FastAPI, engine: AsyncEngine, publisher: ConfirmedPublisher
+) -> WriteDispatcher:
+    """The write path on the app's database (after `database_state`), publishing with
+    `publisher`."""
+    return WriteDispatcher(
+        app.state.sessionmaker, app.state.settings, LedgerInserts(engine), publisher
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    async with database_state(app) as engine:
+        celery = build_celery(settings)
+        milvus = AsyncMilvusClient(**client_kwargs(settings))
+        embedder = get_embedder(settings)
+        # Load the model before taking traffic, not on the first search.
+        await anyio.to_thread.run_sync(embedder.load)
+        app.state.celery = celery
+        app.state.milvus = milvus
+        publisher = ConfirmedPublisher(celery, settings.publish_timeout_s)
+        publisher.start()
+        app.state.dispatcher = write_dispatcher(app, engine, publisher)
+        app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
+        app.state.recommender = Recommender(milvus, settings, app.state.search)
+        # The model and libraries loaded above are millions of long-lived objects; a full
+        # garbage collection walking them all stalled requests for 100+ ms (measured p99 at
+        # half load). Frozen, collections only look at what requests allocate.
+        gc.collect()
+        gc.freeze()
+        log.info("api ready")
+        try:
+            yield
+        finally:
+            await milvus.close()
+            await anyio.to_thread.run_sync(publisher.stop)
+            celery.close()
+            mark_process_dead()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from devstack.stack import ROOT, LocalStack
+from tests.support.reports import FUZZ_REPORT
 
 MAX_EXAMPLES = os.environ.get("COURSEWISE_FUZZ_EXAMPLES", "25")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-FUZZ_REPORT: list[str] = []  # printed in the test run's summary
 
 
 def test_no_input_breaks_the_api(stack: LocalStack, tmp_path: Path) -> None:

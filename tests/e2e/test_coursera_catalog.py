@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shared.catalog.sources import read_coursera_csv, shared_data_dir
-from tests.conftest import accept, wait_task
+from tests.support.http import accept, wait_task
 
 CSV = shared_data_dir() / "coursera_courses.csv"
 

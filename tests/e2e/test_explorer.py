@@ -15,7 +15,7 @@ import pytest
 
 from devstack.run import DEMO_CATALOG
 from devstack.stack import LocalStack, free_port
-from tests.conftest import accept, wait_task
+from tests.support.http import accept, wait_task
 
 CHROMIUM = next(
     (path for path in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(path)),

@@ -16,12 +16,12 @@ import pytest
 
 from devstack.stack import LocalStack, Process
 from shared.settings import Settings
-from tests.conftest import PG_ADMIN_DSN, RUN_ID, Names, isolated_env, running_stack
-from tests.faults import harness
+from tests.support import faults as harness
+from tests.support.reports import FAULT_REPORT as REPORT
+from tests.support.stack import PG_ADMIN_DSN, RUN_ID, Names, isolated_env, running_stack
 
 WRITES = int(os.environ.get("COURSEWISE_FAULT_WRITES", "500"))
 PACE_S = 0.02
-REPORT: list[str] = []
 
 
 @pytest.fixture(scope="module")

@@ -17,33 +17,13 @@ from shared.db import create_engine, create_sessionmaker, transaction
 from shared.settings import Settings
 from shared.tasks.models import Task
 from shared.tasks.repository import TaskRepository
-from tests.conftest import accept, wait_task
-from tests.integration.test_course_writes import course, unique_id
-
-# Every secret this module handles, so the last test can look for them in the logs.
-SEEN_SECRETS: list[str] = []
-
-
-def new_key(api: httpx.Client, scopes: list[str], **fields: Any) -> dict[str, Any]:
-    body = {"name": f"test-{uuid.uuid4().hex[:8]}", "scopes": scopes, **fields}
-    response = api.post("/v1/admin/keys", json=body)
-    assert response.status_code == 201, response.text
-    created = response.json()
-    SEEN_SECRETS.append(created["key"])
-    return created
+from tests.support.catalog import course, unique_id
+from tests.support.http import accept, assert_error, wait_task
+from tests.support.keys import SEEN_SECRETS, new_key
 
 
 def as_key(stack: LocalStack, key: str) -> httpx.Client:
     return stack.client(key=key)
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert error["message"]
-    assert error["details"] and error["details"][0]["loc"], error
-    return error
 
 
 # --- authentication ---------------------------------------------------------------------------

@@ -1,8 +1,6 @@
 """The worker's apply logic against the real PostgreSQL, Milvus and model, in-process: versions
 only move forward, whatever order or however often writes are applied."""
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,16 +10,7 @@ from devstack.stack import LocalStack
 from shared.catalog.repository import CourseRepository
 from shared.catalog.writes import apply_chunk
 from shared.db import transaction
-from shared.settings import get_settings
-from tests.support import stores
-
-
-def run(test: Callable[[Any, MilvusClient, str], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with stores(get_settings()) as s:
-            await test((s.sessionmaker, s.indexer), s.milvus, s.collection)
-
-    asyncio.run(main())
+from tests.support.stores import run
 
 
 async def apply(

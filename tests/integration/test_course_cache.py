@@ -12,9 +12,10 @@ import httpx
 
 from devstack.stack import LocalStack
 from shared.catalog.cache import APPLICATION_NAME
-from tests.conftest import PG_ADMIN_DSN, accept, wait_task
-from tests.integration.test_access import assert_error, new_key
-from tests.integration.test_observability import scrape, value
+from tests.support.http import accept, assert_error, wait_task
+from tests.support.keys import new_key
+from tests.support.metrics import scrape, value
+from tests.support.stack import PG_ADMIN_DSN
 
 
 def course(course_id: str, title: str) -> dict[str, Any]:

@@ -1,29 +1,9 @@
 """The asynchronous write path through the real API, broker, worker, PostgreSQL and Milvus."""
 
-import uuid
-
 import httpx
 
-from tests.conftest import accept, wait_task
-
-
-def course(course_id: str, **fields: object) -> dict[str, object]:
-    body: dict[str, object] = {
-        "id": course_id,
-        "title": "Practical Bread Baking",
-        "description": "Knead, proof and bake sourdough and yeasted breads in a home oven.",
-        "provider": "Test Kitchen",
-        "level": "beginner",
-        "language": "en",
-        "skills": ["Baking", "fermentation"],
-        "duration_hours": 6,
-    }
-    body.update(fields)
-    return body
-
-
-def unique_id(prefix: str = "it") -> str:
-    return f"{prefix}:{uuid.uuid4().hex[:10]}"
+from tests.support.catalog import course, unique_id
+from tests.support.http import accept, wait_task
 
 
 def test_create_is_accepted_recorded_and_applied(api: httpx.Client) -> None:

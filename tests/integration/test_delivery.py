@@ -10,8 +10,8 @@ import pytest
 from devstack.stack import LocalStack, free_port
 from shared.messaging import build_celery, publish_course_task
 from shared.settings import Settings
-from tests.conftest import accept, wait_task
-from tests.integration.test_course_writes import course
+from tests.support.catalog import course
+from tests.support.http import accept, wait_task
 
 
 @pytest.fixture

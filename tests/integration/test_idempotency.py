@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.conftest import accept, wait_task
-from tests.integration.test_course_writes import course
+from tests.support.catalog import course
+from tests.support.http import accept, wait_task
 
 
 def test_same_key_same_body_returns_the_original_task(api: httpx.Client) -> None:

@@ -7,8 +7,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import accept, wait_task
-from tests.integration.learning import Community, build, interact
+from tests.support.http import accept, wait_task
+from tests.support.learning import Community, build, interact
 
 
 @pytest.fixture(scope="module")

@@ -7,32 +7,10 @@ import uuid
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import ROOT, LocalStack
-from tests.conftest import accept, wait_task
-
-# Scraped samples by (metric name, its labels).
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def samples(text: str) -> Samples:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(metrics: Samples, name: str, **labels: str) -> float:
-    return metrics.get((name, frozenset(labels.items())), 0.0)
-
-
-def scrape(url: str) -> Samples:
-    response = httpx.get(url, timeout=10)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return samples(response.text)
+from tests.support.http import accept, wait_task
+from tests.support.metrics import scrape, value
 
 
 def course(course_id: str) -> dict[str, Any]:

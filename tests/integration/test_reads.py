@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from devstack.run import DEMO_CATALOG
-from tests.conftest import accept, wait_task
+from tests.support.http import accept, wait_task
 
 DEMO = json.loads(DEMO_CATALOG.read_text())
 

@@ -6,8 +6,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import accept, wait_task
-from tests.integration.learning import Community, build, interact, retrain
+from tests.support.http import accept, wait_task
+from tests.support.learning import Community, build, interact, retrain
 
 
 @pytest.fixture(scope="module")

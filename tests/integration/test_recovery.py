@@ -17,9 +17,10 @@ from shared.db import create_engine, create_sessionmaker, transaction
 from shared.messaging import APPLY_COURSE_WRITES, DEAD_LETTER_QUEUE, TASK_EXCHANGE
 from shared.milvus import connect
 from shared.settings import get_settings
-from tests.conftest import Names, accept, wait_task
-from tests.integration.test_apply_order import run
-from tests.integration.test_course_writes import course
+from tests.support.catalog import course
+from tests.support.http import accept, wait_task
+from tests.support.stack import Names
+from tests.support.stores import run
 
 
 def test_failed_task_can_be_retried_once_the_cause_is_fixed(api: httpx.Client, capsys: Any) -> None:

@@ -15,7 +15,7 @@ import httpx
 from shared.catalog.reconcile import reconcile
 from shared.milvus import connect
 from shared.settings import Settings
-from tests.support import stores
+from tests.support.stores import stores
 
 
 @dataclass

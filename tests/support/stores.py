@@ -1,8 +1,10 @@
 """In-process access to the stores, for tests that drive the worker's logic directly."""
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from pymilvus import MilvusClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -11,7 +13,7 @@ from shared.catalog.indexing import CourseIndexer
 from shared.db import create_engine, create_sessionmaker
 from shared.embedding import get_embedder
 from shared.milvus import connect
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 
 
 @dataclass
@@ -34,3 +36,13 @@ async def stores(settings: Settings) -> AsyncIterator[Stores]:
     finally:
         milvus.close()
         await engine.dispose()
+
+
+def run(test: Callable[[Any, MilvusClient, str], Awaitable[None]]) -> None:
+    """`test((sessionmaker, indexer), milvus, collection)` on this run's settings."""
+
+    async def main() -> None:
+        async with stores(get_settings()) as s:
+            await test((s.sessionmaker, s.indexer), s.milvus, s.collection)
+
+    asyncio.run(main())

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import accept, wait_task
+from tests.support.http import accept, wait_task
 
 TOPICS = {
     "data": [

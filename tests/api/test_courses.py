@@ -1,0 +1,110 @@
+"""Course writes and reads through the app in-process, on the real PostgreSQL."""
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from shared.catalog.models import Course
+from shared.db import transaction
+from tests.support.catalog import course, unique_id
+from tests.support.http import accept, assert_error
+from tests.support.inprocess import InProcessApi
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_an_invalid_course_answers_422_listing_every_problem(
+    admin: httpx.AsyncClient, inprocess: InProcessApi
+) -> None:
+    before = len(inprocess.published.messages)
+    body = course(unique_id(), title="", level="wizard", duration_hours=-1)
+    response = await admin.post("/v1/courses", json=body)
+    error = assert_error(response, 422, "validation_error")
+    locations = {tuple(detail["loc"]) for detail in error["details"]}
+    assert {("body", "title"), ("body", "level"), ("body", "duration_hours")} <= locations
+    assert all(detail["code"] and detail["message"] for detail in error["details"])
+    assert error["message"] == f"The request has {len(error['details'])} invalid value(s)."
+    assert len(inprocess.published.messages) == before  # nothing queued
+
+
+async def test_a_bad_query_parameter_is_located(admin: httpx.AsyncClient) -> None:
+    error = assert_error(
+        await admin.get("/v1/courses", params={"limit": 0}), 422, "validation_error"
+    )
+    assert [detail["loc"] for detail in error["details"]] == [["query", "limit"]]
+
+
+async def test_a_write_is_recorded_before_the_202_and_published_once(
+    admin: httpx.AsyncClient, inprocess: InProcessApi
+) -> None:
+    course_id = unique_id("api")
+    response = await admin.post(
+        "/v1/courses", json=course(course_id), headers={"X-Request-ID": "req-api-write"}
+    )
+    task_id = accept(response)
+    async with inprocess.sessionmaker() as session:
+        row = (
+            await session.execute(
+                text("SELECT type, status, payload FROM tasks WHERE id = :id"),
+                {"id": uuid.UUID(task_id)},
+            )
+        ).one()
+    assert (row.type, row.status) == ("course.upsert", "queued")
+    assert [item["id"] for item in row.payload["items"]] == [course_id]
+    published = [m for m in inprocess.published.messages if str(m[0]) == task_id]
+    assert published == [(uuid.UUID(task_id), "course.upsert", "req-api-write")]
+
+    task = (await admin.get(f"/v1/tasks/{task_id}")).json()
+    assert task["task_id"] == task_id and task["status"] == "queued"
+    assert task["type"] == "course.upsert" and task["counts"]["received"] == 1
+
+
+async def test_an_unknown_task_is_404(admin: httpx.AsyncClient) -> None:
+    assert_error(await admin.get(f"/v1/tasks/{uuid.uuid4()}"), 404, "task_not_found")
+
+
+async def insert(inprocess: InProcessApi, provider: str, *ids: str) -> None:
+    async with transaction(inprocess.sessionmaker) as session:
+        for n, course_id in enumerate(ids):
+            session.add(
+                Course(
+                    id=course_id,
+                    title=f"Course {n}",
+                    description="Rows written straight to PostgreSQL.",
+                    provider=provider,
+                    level="beginner",
+                    skills=["testing"],
+                    metadata_={},
+                    version=n + 1,
+                    content_hash="0" * 64,
+                    index_state="indexed",
+                    indexed_version=n + 1,
+                )
+            )
+
+
+async def test_courses_are_read_and_listed_from_postgresql(
+    admin: httpx.AsyncClient, inprocess: InProcessApi
+) -> None:
+    provider = f"Provider {uuid.uuid4().hex[:8]}"
+    ids = sorted(unique_id("row") for _ in range(3))
+    await insert(inprocess, provider, *ids)
+
+    for _ in range(2):  # the route, then the cache before routing: the same answer
+        one = await admin.get(f"/v1/courses/{ids[0]}")
+        assert one.status_code == 200, one.text
+        got: dict[str, Any] = one.json()
+        assert (got["id"], got["provider"], got["version"]) == (ids[0], provider, 1)
+
+    first = (await admin.get("/v1/courses", params={"provider": provider, "limit": 2})).json()
+    assert [item["id"] for item in first["items"]] == ids[:2] and first["next_cursor"]
+    rest = await admin.get(
+        "/v1/courses", params={"provider": provider, "limit": 2, "cursor": first["next_cursor"]}
+    )
+    assert [item["id"] for item in rest.json()["items"]] == ids[2:]
+    assert rest.json()["next_cursor"] is None
+
+    assert_error(await admin.get(f"/v1/courses/{unique_id('none')}"), 404, "course_not_found")
