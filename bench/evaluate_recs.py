@@ -43,11 +43,11 @@ from shared.embedding import get_embedder
 from shared.learners.repository import LearnerRepository
 from shared.learners.schemas import InteractionIn
 from shared.learners.writes import apply_learner_task
+from shared.ledger.schemas import TaskType
 from shared.milvus import client_kwargs, connect
 from shared.recommendations.service import BlendWeights, Candidates, Recommender, blend
 from shared.recommendations.training import train
 from shared.settings import Settings
-from shared.tasks.schemas import TaskType
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 K = 10

@@ -27,8 +27,8 @@ from shared.catalog.schemas import (
     ScoredCoursePage,
     course_out,
 )
+from shared.ledger.schemas import TaskAccepted, TaskType
 from shared.pagination import decode_cursor, encode_cursor
-from shared.tasks.schemas import TaskAccepted, TaskType
 
 router = APIRouter(prefix="/v1/courses", tags=["courses"])
 

@@ -20,8 +20,8 @@ from shared.learners.schemas import (
     LearnerIn,
     LearnerOut,
 )
+from shared.ledger.schemas import TaskAccepted, TaskType
 from shared.recommendations.schemas import RecommendationPage
-from shared.tasks.schemas import TaskAccepted, TaskType
 
 router = APIRouter(tags=["learners"])
 

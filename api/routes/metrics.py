@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request, Response
 
 from api.deps import CeleryDep, SettingsDep
 from shared.catalog.repository import CourseRepository
+from shared.ledger.repository import TaskRepository
 from shared.metrics import CONTENT_TYPE_LATEST, StateSnapshot, render
 from shared.settings import Settings
-from shared.tasks.repository import TaskRepository
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)

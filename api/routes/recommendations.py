@@ -11,13 +11,13 @@ from api.routes.courses import ACCEPTED
 from api.write_path import idempotency_request
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import CourseFilters, course_out
+from shared.ledger.schemas import TaskAccepted, TaskType
 from shared.recommendations.schemas import (
     WINDOW_PATTERN,
     PopularCourse,
     PopularPage,
     parse_window,
 )
-from shared.tasks.schemas import TaskAccepted, TaskType
 
 router = APIRouter(tags=["recommendations"])
 

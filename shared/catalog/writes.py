@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import CourseIn
-from shared.tasks.schemas import TaskType
+from shared.ledger.schemas import TaskType
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.catalog.repository import CourseRepository
 from shared.learners.repository import LearnerRepository
-from shared.tasks.schemas import TaskType
+from shared.ledger.schemas import TaskType
 
 
 @dataclass

@@ -12,8 +12,8 @@ from sqlalchemy import text
 
 from devstack.stack import LocalStack
 from shared.db import transaction
+from shared.ledger.repository import TaskRepository
 from shared.settings import get_settings
-from shared.tasks.repository import TaskRepository
 from tests.support import Stores, stores
 from workers.runtime import WorkerRuntime
 from workers.tasks.courses import process_course_task

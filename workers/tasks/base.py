@@ -9,7 +9,7 @@ from celery import Task
 
 from shared.catalog.repository import CourseRepository
 from shared.db import transaction
-from shared.tasks.repository import TaskRepository
+from shared.ledger.repository import TaskRepository
 from workers.retry import TransientError
 from workers.runtime import runtime
 

@@ -11,12 +11,12 @@ from celery import shared_task
 from shared.catalog.repository import CourseRepository
 from shared.catalog.writes import OPERATIONS, ChunkOutcome, apply_chunk, chunked
 from shared.db import transaction
+from shared.ledger.models import Task
+from shared.ledger.repository import TaskRepository
+from shared.ledger.schemas import TaskStatus, TaskType
 from shared.messaging import APPLY_COURSE_WRITES
 from shared.metrics import observe_task
 from shared.settings import get_settings
-from shared.tasks.models import Task
-from shared.tasks.repository import TaskRepository
-from shared.tasks.schemas import TaskStatus, TaskType
 from workers.observability import note_ledger_task
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime

@@ -9,10 +9,10 @@ from shared.catalog.repository import CourseRepository
 from shared.db import transaction
 from shared.learners.repository import LearnerRepository
 from shared.learners.writes import apply_learner_task
+from shared.ledger.repository import TaskRepository
+from shared.ledger.schemas import TaskStatus, TaskType
 from shared.messaging import APPLY_LEARNER_WRITES
 from shared.settings import get_settings
-from shared.tasks.repository import TaskRepository
-from shared.tasks.schemas import TaskStatus, TaskType
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
 from workers.tasks.base import LedgerTask

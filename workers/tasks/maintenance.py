@@ -11,10 +11,10 @@ from shared.access.repository import RateCounterRepository
 from shared.access.service import RATE_WINDOW_S
 from shared.catalog.reconcile import reconcile
 from shared.db import transaction
+from shared.ledger.idempotency import IdempotencyRepository
+from shared.ledger.repository import TaskRepository
 from shared.messaging import RECONCILE_INDEX, REQUEUE_STALE_TASKS, publish_course_task
 from shared.settings import Settings
-from shared.tasks.idempotency import IdempotencyRepository
-from shared.tasks.repository import TaskRepository
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
 

@@ -7,10 +7,10 @@ import uuid
 from celery import shared_task
 
 from shared.db import transaction
+from shared.ledger.repository import TaskRepository
+from shared.ledger.schemas import TaskStatus
 from shared.messaging import SCHEDULED_RETRAIN, TRAIN_MODEL
 from shared.recommendations.training import NothingToTrain, TrainingReport, train
-from shared.tasks.repository import TaskRepository
-from shared.tasks.schemas import TaskStatus
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
 from workers.tasks.base import LedgerTask

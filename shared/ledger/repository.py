@@ -12,8 +12,8 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import undefer
 
-from shared.tasks.models import Task
-from shared.tasks.schemas import TaskStatus
+from shared.ledger.models import Task
+from shared.ledger.schemas import TaskStatus
 
 
 @dataclass(frozen=True)
