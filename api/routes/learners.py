@@ -20,6 +20,7 @@ from shared.learners.schemas import (
     LearnerIn,
     LearnerOut,
 )
+from shared.learners.writes import LearnerRef
 from shared.ledger.schemas import TaskAccepted, TaskType
 from shared.recommendations.schemas import RecommendationPage
 
@@ -58,7 +59,7 @@ async def delete_learner(
     dispatcher: DispatcherDep,
     key: IdempotencyKeyDep,
 ) -> TaskAccepted:
-    items = [{"id": user_id}]
+    items = [LearnerRef(id=user_id).model_dump(mode="json")]
     return await dispatcher.accept(
         TaskType.learner_delete,
         items,

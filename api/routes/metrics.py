@@ -24,7 +24,7 @@ def _queue_depths(celery: Celery, settings: Settings) -> dict[str, tuple[int, in
         connection.ensure_connection(max_retries=1, timeout=settings.metrics_source_timeout_s)
         channel = connection.channel()
         try:
-            for queue in (settings.course_queue, settings.maintenance_queue):
+            for queue in (settings.write_queue, settings.maintenance_queue):
                 # Passive: only asks; never creates a queue with the wrong arguments.
                 _, messages, consumers = channel.queue_declare(queue=queue, passive=True)
                 depths[queue] = (int(messages), int(consumers))

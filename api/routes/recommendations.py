@@ -18,6 +18,7 @@ from shared.recommendations.schemas import (
     PopularPage,
     parse_window,
 )
+from shared.recommendations.training import RetrainItem
 
 router = APIRouter(tags=["recommendations"])
 
@@ -56,7 +57,7 @@ async def popular_courses(
 async def retrain(
     caller: AdminDep, request: Request, dispatcher: DispatcherDep, key: IdempotencyKeyDep
 ) -> TaskAccepted:
-    items: list[dict] = [{"model": "als"}]
+    items = [RetrainItem().model_dump(mode="json")]
     return await dispatcher.accept(
         TaskType.model_retrain,
         items,

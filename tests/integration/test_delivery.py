@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from devstack.stack import LocalStack, free_port
-from shared.messaging import build_celery, publish_course_task
+from shared.messaging import build_celery, publish_write
 from shared.settings import Settings
 from tests.conftest import accept, wait_task
 from tests.integration.test_course_writes import course
@@ -56,8 +56,8 @@ def test_redelivered_message_changes_nothing(api: httpx.Client, stack_env: dict[
         Settings(**{k.removeprefix("COURSEWISE_").lower(): v for k, v in stack_env.items()})
     )
     try:
-        publish_course_task(celery, uuid.UUID(task_id))
-        publish_course_task(celery, uuid.UUID(task_id))
+        publish_write(celery, uuid.UUID(task_id), "course.upsert")
+        publish_write(celery, uuid.UUID(task_id), "course.upsert")
     finally:
         celery.close()
 
