@@ -66,9 +66,13 @@ async def apply_erasures(
     items: list[tuple[int, LearnerRef]],
     version: int,
 ) -> LearnerOutcome:
+    # Imported here: the table of kinds imports this module.
+    from shared.ledger.kinds import KINDS, LearnerKind
+
+    learner_types = [t.value for t, kind in KINDS.items() if isinstance(kind, LearnerKind)]
     for _, item in items:
         await learners.erase(item.id)
-        await learners.scrub_task_payloads(item.id)
+        await learners.scrub_task_payloads(item.id, learner_types)
     return LearnerOutcome(applied=len(items))
 
 
