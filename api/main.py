@@ -34,13 +34,13 @@ from shared.catalog.cache import CachedCourses, CourseCache, listen
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
 from shared.embedding import get_embedder
+from shared.ledger.repository import LedgerInserts
 from shared.logging import configure_logging
 from shared.messaging import build_celery
 from shared.metrics import mark_process_dead
 from shared.milvus import client_kwargs
 from shared.recommendations.service import Recommender
 from shared.settings import Settings, get_settings
-from shared.tasks.repository import LedgerInserts
 
 log = logging.getLogger(__name__)
 

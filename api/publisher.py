@@ -3,8 +3,8 @@
 Each accepted write still answers 202 only once RabbitMQ has confirmed its message. Instead of
 one thread hop and one confirm round trip per write, a single thread takes every message waiting
 for it, publishes them back to back on one confirm-mode channel, then waits for their confirms
-together. Messages are built by Celery (`send_task` with this thread's producer), so they are
-the ones the workers and the sweeper expect."""
+together. Messages are built by `publish_write` with this thread's producer, so they are the
+ones the sweeper sends and the workers expect."""
 
 import asyncio
 import contextlib
@@ -18,7 +18,7 @@ from typing import Any
 
 from celery import Celery
 
-from shared.messaging import REQUEST_ID_HEADER, task_name_for
+from shared.messaging import publish_write
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +131,8 @@ class ConfirmedPublisher:
         self._ensure_channel()
         tags: list[int] = []
         for item in batch:
-            self.app.send_task(
-                task_name_for(item.task_type),
-                args=[str(item.task_id)],
-                task_id=str(item.task_id),
-                retry=False,
-                producer=self._producer,
-                headers={REQUEST_ID_HEADER: item.request_id} if item.request_id else None,
+            publish_write(
+                self.app, item.task_id, item.task_type, item.request_id, producer=self._producer
             )
             self._sent += 1
             tags.append(self._sent)

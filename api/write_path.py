@@ -26,11 +26,11 @@ from shared.errors import (
     TaskNotRetryable,
     TooManyPendingTasks,
 )
+from shared.ledger.idempotency import IdempotencyKey, IdempotencyRepository, request_fingerprint
+from shared.ledger.repository import LedgerInserts, TaskRepository
+from shared.ledger.schemas import TaskAccepted, TaskStatus, TaskType
 from shared.logging import current_request_id
 from shared.settings import Settings
-from shared.tasks.idempotency import IdempotencyKey, IdempotencyRepository, request_fingerprint
-from shared.tasks.repository import LedgerInserts, TaskRepository
-from shared.tasks.schemas import TaskAccepted, TaskStatus, TaskType
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, status
 
 from shared.catalog.schemas import CourseIn
-from shared.tasks.schemas import TaskAccepted, TaskStatus
+from shared.ledger.schemas import TaskAccepted, TaskStatus
 
 app = FastAPI()
 

@@ -35,19 +35,18 @@ from bench import mooccube
 from devstack.stack import LocalStack, free_port
 from shared.catalog.indexing import CourseIndexer
 from shared.catalog.repository import CourseRepository
-from shared.catalog.schemas import CourseFilters
+from shared.catalog.schemas import CourseFilters, CourseIn
 from shared.catalog.search import CourseSearch
-from shared.catalog.writes import apply_chunk, chunked
+from shared.catalog.writes import apply_upserts, chunked
 from shared.db import create_engine, create_sessionmaker, transaction
 from shared.embedding import get_embedder
 from shared.learners.repository import LearnerRepository
 from shared.learners.schemas import InteractionIn
-from shared.learners.writes import apply_learner_task
+from shared.learners.writes import InteractionItem, apply_interactions
 from shared.milvus import client_kwargs, connect
 from shared.recommendations.service import BlendWeights, Candidates, Recommender, blend
 from shared.recommendations.training import train
 from shared.settings import Settings
-from shared.tasks.schemas import TaskType
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 K = 10
@@ -128,29 +127,30 @@ async def ingest(settings: Settings, train_pairs: list[tuple[str, str]]) -> dict
     timings = {}
     try:
         started = time.perf_counter()
-        courses = mooccube.courses()
-        for chunk in chunked(list(enumerate(courses)), settings.apply_chunk_size):
+        courses = [(i, CourseIn.model_validate(c)) for i, c in enumerate(mooccube.courses())]
+        for chunk in chunked(courses, settings.apply_chunk_size):
             async with transaction(sessionmaker) as session:
-                outcome = await apply_chunk(CourseRepository(session), "upsert", chunk, 1)
+                outcome = await apply_upserts(CourseRepository(session), chunk, 1)
             await indexer.sync(outcome.touched)
         timings["courses_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
         now = datetime.now(UTC)
         records = [
-            InteractionIn.model_validate(
-                {"user_id": learner, "course_id": course, "type": "enroll"}
-            ).to_record(now)
+            InteractionItem.model_validate(
+                InteractionIn.model_validate(
+                    {"user_id": learner, "course_id": course, "type": "enroll"}
+                ).to_record(now)
+            )
             for learner, course in train_pairs
         ]
         for number, batch in enumerate(chunked(records, settings.interactions_max_items)):
             async with transaction(sessionmaker) as session:
-                outcome_ = await apply_learner_task(
+                outcome_ = await apply_interactions(
                     LearnerRepository(session),
                     CourseRepository(session),
-                    TaskType.interaction_batch,
                     f"evaluation-{number}",
-                    batch,
+                    list(enumerate(batch)),
                     number + 2,
                 )
             assert not outcome_.errors, outcome_.errors[:3]

@@ -3,7 +3,7 @@
 Embedding 50,000 course texts would take this machine longer than the benchmark itself, and
 search latency depends on how many vectors Milvus scans and how many rows PostgreSQL holds, not
 on where the vectors came from. So the extra courses are copies of real ones ("… (edition k)")
-written through the service's own write and indexing code (`apply_chunk`, `CourseIndexer`),
+written through the service's own write and indexing code (`apply_upserts`, `CourseIndexer`),
 with one substitution: their vector is the original course's vector plus a little noise,
 re-normalised, instead of a model call. Only the benchmark uses this."""
 
@@ -15,7 +15,7 @@ import numpy as np
 from shared.catalog.indexing import CourseIndexer
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import CourseIn, embedding_text
-from shared.catalog.writes import apply_chunk, chunked
+from shared.catalog.writes import apply_upserts, chunked
 from shared.db import create_engine, create_sessionmaker, transaction
 from shared.milvus import connect
 from shared.settings import Settings
@@ -75,9 +75,10 @@ async def _grow(settings: Settings, courses: list[dict[str, Any]], target: int) 
     sessionmaker = create_sessionmaker(engine)
     indexer = CourseIndexer(sessionmaker, milvus, collection, NoisyCopies(texts))  # type: ignore[arg-type]
     try:
-        for number, chunk in enumerate(chunked(list(enumerate(made)), 2000)):
+        items = [(i, CourseIn.model_validate(course)) for i, course in enumerate(made)]
+        for number, chunk in enumerate(chunked(items, 2000)):
             async with transaction(sessionmaker) as session:
-                outcome = await apply_chunk(CourseRepository(session), "upsert", chunk, number + 10)
+                outcome = await apply_upserts(CourseRepository(session), chunk, number + 10)
             await indexer.sync(outcome.touched)
     finally:
         milvus.close()

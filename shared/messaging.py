@@ -1,18 +1,19 @@
 """The Celery app configuration shared by the API (which only publishes, by task name) and the
-workers (which register the task bodies). The API never imports worker code."""
+workers (which register the task bodies). The API never imports worker code. The Celery tasks
+that apply ledger tasks, and their queues, come from the table of kinds (shared/ledger/kinds.py);
+the periodic ones are named here."""
 
 import uuid
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu import Exchange, Producer, Queue
 
+from shared.ledger.kinds import KINDS, kind_of
+from shared.ledger.schemas import TaskType
 from shared.settings import Settings
 
-APPLY_COURSE_WRITES = "coursewise.courses.apply_writes"
 REQUEUE_STALE_TASKS = "coursewise.maintenance.requeue_stale_tasks"
 RECONCILE_INDEX = "coursewise.maintenance.reconcile_index"
-APPLY_LEARNER_WRITES = "coursewise.learners.apply_writes"
-TRAIN_MODEL = "coursewise.training.train_model"
 SCHEDULED_RETRAIN = "coursewise.training.scheduled_retrain"
 
 
@@ -34,7 +35,7 @@ def task_queues(settings: Settings) -> list[Queue]:
     }
     return [
         Queue(name, exchange, routing_key=name, durable=True, queue_arguments=arguments)
-        for name in (settings.course_queue, settings.maintenance_queue, settings.training_queue)
+        for name in (settings.write_queue, settings.maintenance_queue, settings.training_queue)
     ]
 
 
@@ -54,6 +55,20 @@ def declare_topology(app: Celery) -> None:
             queue.bind(channel).declare()
 
 
+def _route(queue: str) -> dict[str, str]:
+    return {"queue": queue, "routing_key": queue}
+
+
+def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every kind's Celery task to its queue (learner writes share the write queue with courses;
+    training has its own queue and worker, so a retrain never delays a write), and the periodic
+    tasks to theirs."""
+    routes = {kind.task: _route(kind.queue(settings)) for kind in KINDS.values()}
+    routes[REQUEUE_STALE_TASKS] = routes[RECONCILE_INDEX] = _route(settings.maintenance_queue)
+    routes[SCHEDULED_RETRAIN] = _route(settings.training_queue)
+    return routes
+
+
 def build_celery(settings: Settings) -> Celery:
     app = Celery("coursewise", broker=settings.broker_url)
     app.conf.update(
@@ -67,36 +82,14 @@ def build_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_default_delivery_mode="persistent",
         task_queues=task_queues(settings),
-        task_default_queue=settings.course_queue,
+        task_default_queue=settings.write_queue,
         task_default_exchange=TASK_EXCHANGE,
         task_default_exchange_type="topic",
         # Below RabbitMQ's consumer timeout (30 min by default), so a task is stopped by Celery
         # before the broker closes the channel under it.
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_soft_time_limit_s + 60,
-        task_routes={
-            APPLY_COURSE_WRITES: {
-                "queue": settings.course_queue,
-                "routing_key": settings.course_queue,
-            },
-            **{
-                name: {
-                    "queue": settings.maintenance_queue,
-                    "routing_key": settings.maintenance_queue,
-                }
-                for name in (REQUEUE_STALE_TASKS, RECONCILE_INDEX)
-            },
-            # Learner writes share the write queue with courses; training has its own queue
-            # (and worker), so a retrain never delays a write.
-            APPLY_LEARNER_WRITES: {
-                "queue": settings.course_queue,
-                "routing_key": settings.course_queue,
-            },
-            **{
-                name: {"queue": settings.training_queue, "routing_key": settings.training_queue}
-                for name in (TRAIN_MODEL, SCHEDULED_RETRAIN)
-            },
-        },
+        task_routes=task_routes(settings),
         # Wait for RabbitMQ to confirm each publish: a 202 is only as good as the message.
         broker_transport_options={"confirm_publish": True},
         broker_connection_timeout=settings.publish_timeout_s,
@@ -116,26 +109,21 @@ def build_celery(settings: Settings) -> Celery:
 REQUEST_ID_HEADER = "coursewise_request_id"
 
 
-def task_name_for(task_type: str) -> str:
-    """The Celery task that applies a ledger task of this type."""
-    if task_type.startswith(("learner.", "interaction.")):
-        return APPLY_LEARNER_WRITES
-    if task_type.startswith("model."):
-        return TRAIN_MODEL
-    return APPLY_COURSE_WRITES
-
-
-def publish_course_task(
+def publish_write(
     app: Celery,
     task_id: uuid.UUID,
-    task_type: str = "course.upsert",
+    task_type: TaskType | str,
     request_id: str | None = None,
+    producer: Producer | None = None,
 ) -> None:
-    """Publish one task id (blocking; call from a thread). Raises if the broker did not confirm."""
+    """Publish the id of a ledger task, of any kind, to the Celery task that applies that kind
+    (blocking; call from a thread). Raises if the broker did not confirm (unless `producer` is a
+    producer whose channel the caller waits confirms on)."""
     app.send_task(
-        task_name_for(task_type),
+        kind_of(task_type).task,
         args=[str(task_id)],
-        task_id=f"{task_id}",
+        task_id=str(task_id),
         retry=False,
+        producer=producer,
         headers={REQUEST_ID_HEADER: request_id} if request_id else None,
     )

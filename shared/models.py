@@ -4,9 +4,9 @@ from shared.access.models import ApiKey, RateCounter
 from shared.catalog.models import Course
 from shared.db import Base
 from shared.learners.models import Interaction, Learner
+from shared.ledger.idempotency import IdempotencyKey
+from shared.ledger.models import Task
 from shared.recommendations.models import ModelVersion
-from shared.tasks.idempotency import IdempotencyKey
-from shared.tasks.models import Task
 
 __all__ = [
     "ApiKey",

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,7 +50,14 @@ class Settings(BaseSettings):
     embedding_max_tokens: int | None = Field(default=None, ge=8)
 
     # --- queues and workers ---------------------------------------------------------------
-    course_queue: str = "coursewise.courses"
+    # The queue of every write (courses, learners, interactions); its name predates learners.
+    # COURSEWISE_COURSE_QUEUE, this setting's former name, still sets it.
+    write_queue: str = Field(
+        default="coursewise.courses",
+        validation_alias=AliasChoices(
+            "write_queue", "COURSEWISE_WRITE_QUEUE", "COURSEWISE_COURSE_QUEUE"
+        ),
+    )
     maintenance_queue: str = "coursewise.maintenance"
     publish_timeout_s: float = 5.0
     # A queued task not picked up this long after its last publish is published again.

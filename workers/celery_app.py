@@ -18,6 +18,7 @@ from celery.signals import (
     worker_process_shutdown,
 )
 
+from shared.ledger.kinds import worker_modules
 from shared.logging import configure_logging
 from shared.messaging import (
     RECONCILE_INDEX,
@@ -43,12 +44,9 @@ celery_app.conf.update(
     # A child loads the model in worker_process_init (seconds, more under load); with Celery's
     # 4 s default it is killed before it reports up, again and again, after every pool restart.
     worker_proc_alive_timeout=120,
-    include=[
-        "workers.tasks.courses",
-        "workers.tasks.maintenance",
-        "workers.tasks.learners",
-        "workers.tasks.training",
-    ],
+    # The modules of the kinds' Celery tasks (one table: shared/ledger/kinds.py), and of beat's
+    # periodic ones (the scheduled retrain is beside train_model).
+    include=[*worker_modules(), "workers.tasks.maintenance"],
     beat_schedule={
         "requeue-stale-tasks": {
             "task": REQUEUE_STALE_TASKS,

@@ -27,8 +27,9 @@ from shared.catalog.schemas import (
     ScoredCoursePage,
     course_out,
 )
+from shared.catalog.writes import CoursePatchItem, CourseRef
+from shared.ledger.schemas import TaskAccepted, TaskType
 from shared.pagination import decode_cursor, encode_cursor
-from shared.tasks.schemas import TaskAccepted, TaskType
 
 router = APIRouter(prefix="/v1/courses", tags=["courses"])
 
@@ -120,7 +121,7 @@ async def patch_course(
     dispatcher: DispatcherDep,
     key: IdempotencyKeyDep,
 ) -> TaskAccepted:
-    items = [{"id": course_id, "changes": patch.changes()}]
+    items = [CoursePatchItem(id=course_id, changes=patch.changes()).model_dump(mode="json")]
     return await dispatcher.accept(
         TaskType.course_patch, items, idempotency_request(request, caller, key, items), caller.owner
     )
@@ -134,7 +135,7 @@ async def delete_course(
     dispatcher: DispatcherDep,
     key: IdempotencyKeyDep,
 ) -> TaskAccepted:
-    items = [{"id": course_id}]
+    items = [CourseRef(id=course_id).model_dump(mode="json")]
     return await dispatcher.accept(
         TaskType.course_delete,
         items,

@@ -20,8 +20,9 @@ from shared.learners.schemas import (
     LearnerIn,
     LearnerOut,
 )
+from shared.learners.writes import LearnerRef
+from shared.ledger.schemas import TaskAccepted, TaskType
 from shared.recommendations.schemas import RecommendationPage
-from shared.tasks.schemas import TaskAccepted, TaskType
 
 router = APIRouter(tags=["learners"])
 
@@ -58,7 +59,7 @@ async def delete_learner(
     dispatcher: DispatcherDep,
     key: IdempotencyKeyDep,
 ) -> TaskAccepted:
-    items = [{"id": user_id}]
+    items = [LearnerRef(id=user_id).model_dump(mode="json")]
     return await dispatcher.accept(
         TaskType.learner_delete,
         items,

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request, Response
 
 from api.deps import CeleryDep, SettingsDep
 from shared.catalog.repository import CourseRepository
+from shared.ledger.repository import TaskRepository
 from shared.metrics import CONTENT_TYPE_LATEST, StateSnapshot, render
 from shared.settings import Settings
-from shared.tasks.repository import TaskRepository
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ def _queue_depths(celery: Celery, settings: Settings) -> dict[str, tuple[int, in
         connection.ensure_connection(max_retries=1, timeout=settings.metrics_source_timeout_s)
         channel = connection.channel()
         try:
-            for queue in (settings.course_queue, settings.maintenance_queue):
+            for queue in (settings.write_queue, settings.maintenance_queue):
                 # Passive: only asks; never creates a queue with the wrong arguments.
                 _, messages, consumers = channel.queue_declare(queue=queue, passive=True)
                 depths[queue] = (int(messages), int(consumers))

@@ -1,6 +1,6 @@
 """Popular courses and model administration."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
@@ -11,13 +11,14 @@ from api.routes.courses import ACCEPTED
 from api.write_path import idempotency_request
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import CourseFilters, course_out
+from shared.ledger.schemas import TaskAccepted, TaskType
 from shared.recommendations.schemas import (
     WINDOW_PATTERN,
     PopularCourse,
     PopularPage,
     parse_window,
 )
-from shared.tasks.schemas import TaskAccepted, TaskType
+from shared.recommendations.training import RetrainItem
 
 router = APIRouter(tags=["recommendations"])
 
@@ -56,7 +57,7 @@ async def popular_courses(
 async def retrain(
     caller: AdminDep, request: Request, dispatcher: DispatcherDep, key: IdempotencyKeyDep
 ) -> TaskAccepted:
-    items: list[dict[str, Any]] = [{"model": "als"}]
+    items = [RetrainItem().model_dump(mode="json")]
     return await dispatcher.accept(
         TaskType.model_retrain,
         items,

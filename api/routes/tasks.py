@@ -7,10 +7,10 @@ from api.auth import AdminDep, KeyHolderDep
 from api.deps import DispatcherDep, SessionDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
 from shared.access.service import Caller
+from shared.ledger.repository import TaskRepository
+from shared.ledger.schemas import TaskAccepted, TaskOut, TaskPage, TaskStatus, TaskType
+from shared.ledger.service import get_task, task_out
 from shared.pagination import decode_cursor, encode_cursor
-from shared.tasks.repository import TaskRepository
-from shared.tasks.schemas import TaskAccepted, TaskOut, TaskPage, TaskStatus, TaskType
-from shared.tasks.service import get_task, task_out
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 

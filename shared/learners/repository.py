@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -119,9 +119,10 @@ class LearnerRepository:
         await self.session.execute(delete(Learner).where(Learner.id == learner_id))
         return int(gone or 0)
 
-    async def scrub_task_payloads(self, learner_id: str) -> int:
-        """Remove a learner's data from the payloads of learner and interaction tasks, so the
-        ledger keeps no trace of them and a write still queued for them applies nothing."""
+    async def scrub_task_payloads(self, learner_id: str, types: Sequence[str]) -> int:
+        """Remove a learner's data from the payloads of tasks of these types (the learner
+        writes), so the ledger keeps no trace of them and a write still queued for them applies
+        nothing."""
         result = await self.session.execute(
             text(
                 "UPDATE tasks SET payload = jsonb_set(payload, '{items}', ("
@@ -129,12 +130,12 @@ class LearnerRepository:
                 "    WHEN item->>'user_id' = :id OR item->>'id' = :id"
                 "    THEN '{\"erased\": true}'::jsonb ELSE item END ORDER BY position), '[]')"
                 "  FROM jsonb_array_elements(payload->'items') WITH ORDINALITY AS e(item, position)"
-                ")) WHERE type IN ('learner.upsert', 'learner.delete', 'interaction.batch')"
+                ")) WHERE type IN :types"
                 " AND (payload @> jsonb_build_object('items', jsonb_build_array("
                 "        jsonb_build_object('user_id', CAST(:id AS text))))"
                 "   OR payload @> jsonb_build_object('items', jsonb_build_array("
                 "        jsonb_build_object('id', CAST(:id AS text)))))"
-            ),
-            {"id": learner_id},
+            ).bindparams(bindparam("types", expanding=True)),
+            {"id": learner_id, "types": list(types)},
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -8,11 +8,11 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel
 from pymilvus import MilvusClient
-from scipy.sparse import csr_matrix
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,7 +25,16 @@ from shared.recommendations.repository import ModelRepository
 from shared.recommendations.weights import interaction_weight
 from shared.settings import Settings
 
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
+
 log = logging.getLogger(__name__)
+
+
+class RetrainItem(BaseModel):
+    """The payload item of `model.retrain`: which model to train (one kind so far)."""
+
+    model: Literal["als"] = "als"
 
 
 class NothingToTrain(ValueError):
@@ -45,7 +54,7 @@ class TrainingReport:
         return self.__dict__.copy()
 
 
-def fit_als(settings: Settings, matrix: csr_matrix) -> tuple[np.ndarray, float]:
+def fit_als(settings: Settings, matrix: "csr_matrix") -> tuple[np.ndarray, float]:
     """Item factors of an implicit ALS model fitted on a learners x items weight matrix."""
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
@@ -90,6 +99,9 @@ async def train(
             cells[(user, item)] = cells.get((user, item), 0.0) + weight
     if not cells:
         raise NothingToTrain("no interactions with live courses to train on")
+    # Imported here: the API loads this module (for the table of task kinds) but never trains.
+    from scipy.sparse import csr_matrix
+
     users, items = zip(*cells, strict=True)
     matrix = csr_matrix(
         (np.fromiter(cells.values(), dtype=np.float32), (users, items)),

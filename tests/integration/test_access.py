@@ -14,9 +14,9 @@ from sqlalchemy import text, update
 
 from devstack.stack import LocalStack, free_port
 from shared.db import create_engine, create_sessionmaker, transaction
+from shared.ledger.models import Task
+from shared.ledger.repository import TaskRepository
 from shared.settings import Settings
-from shared.tasks.models import Task
-from shared.tasks.repository import TaskRepository
 from tests.support.catalog import course, unique_id
 from tests.support.http import accept, assert_error, wait_task
 from tests.support.keys import SEEN_SECRETS, new_key

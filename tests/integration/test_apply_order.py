@@ -8,19 +8,18 @@ from pymilvus import MilvusClient
 
 from devstack.stack import LocalStack
 from shared.catalog.repository import CourseRepository
-from shared.catalog.writes import apply_chunk
 from shared.db import transaction
+from shared.ledger.kinds import apply_course_write
+from shared.ledger.schemas import ItemError, TaskType
 from tests.support.stores import run
 
 
 async def apply(
-    ctx: Any, operation: str, items: list[dict[str, Any]], version: int
-) -> list[dict[str, Any]]:
+    ctx: Any, operation: TaskType, items: list[dict[str, Any]], version: int
+) -> list[ItemError]:
     sessionmaker, indexer = ctx
     async with transaction(sessionmaker) as session:
-        outcome = await apply_chunk(
-            CourseRepository(session), operation, list(enumerate(items)), version
-        )
+        outcome = await apply_course_write(CourseRepository(session), operation, items, version)
     await indexer.sync(outcome.touched)
     return outcome.errors
 
@@ -55,8 +54,8 @@ BASE = 10**12  # versions far above any the live API hands out in this run
 def test_older_write_never_overwrites_newer() -> None:
     async def body(ctx: Any, milvus: MilvusClient, collection: str) -> None:
         cid = "order:newer-wins"
-        await apply(ctx, "upsert", [doc(cid, "Version two")], BASE + 2)
-        await apply(ctx, "upsert", [doc(cid, "Version one")], BASE + 1)
+        await apply(ctx, TaskType.course_upsert, [doc(cid, "Version two")], BASE + 2)
+        await apply(ctx, TaskType.course_upsert, [doc(cid, "Version one")], BASE + 1)
         assert await state(ctx, milvus, collection, cid) == (
             ("Version two", BASE + 2, False, "indexed"),
             [BASE + 2],
@@ -68,13 +67,13 @@ def test_older_write_never_overwrites_newer() -> None:
 def test_delete_is_not_undone_by_a_late_older_create() -> None:
     async def body(ctx: Any, milvus: MilvusClient, collection: str) -> None:
         cid = "order:tombstone"
-        await apply(ctx, "upsert", [doc(cid, "Alive")], BASE + 10)
-        await apply(ctx, "delete", [{"id": cid}], BASE + 12)
-        await apply(ctx, "upsert", [doc(cid, "Late create")], BASE + 11)
+        await apply(ctx, TaskType.course_upsert, [doc(cid, "Alive")], BASE + 10)
+        await apply(ctx, TaskType.course_delete, [{"id": cid}], BASE + 12)
+        await apply(ctx, TaskType.course_upsert, [doc(cid, "Late create")], BASE + 11)
         pg, in_milvus = await state(ctx, milvus, collection, cid)
         assert pg is not None and pg[1:3] == (BASE + 12, True)
         assert in_milvus == []
-        await apply(ctx, "upsert", [doc(cid, "Reborn")], BASE + 13)
+        await apply(ctx, TaskType.course_upsert, [doc(cid, "Reborn")], BASE + 13)
         assert await state(ctx, milvus, collection, cid) == (
             ("Reborn", BASE + 13, False, "indexed"),
             [BASE + 13],
@@ -86,11 +85,15 @@ def test_delete_is_not_undone_by_a_late_older_create() -> None:
 def test_applying_twice_changes_nothing() -> None:
     async def body(ctx: Any, milvus: MilvusClient, collection: str) -> None:
         cid = "order:twice"
-        await apply(ctx, "upsert", [doc(cid, "Once")], BASE + 20)
+        await apply(ctx, TaskType.course_upsert, [doc(cid, "Once")], BASE + 20)
         first = await state(ctx, milvus, collection, cid)
-        await apply(ctx, "upsert", [doc(cid, "Once")], BASE + 20)
-        await apply(ctx, "patch", [{"id": cid, "changes": {"title": "Patched"}}], BASE + 21)
-        await apply(ctx, "patch", [{"id": cid, "changes": {"title": "Patched"}}], BASE + 21)
+        await apply(ctx, TaskType.course_upsert, [doc(cid, "Once")], BASE + 20)
+        await apply(
+            ctx, TaskType.course_patch, [{"id": cid, "changes": {"title": "Patched"}}], BASE + 21
+        )
+        await apply(
+            ctx, TaskType.course_patch, [{"id": cid, "changes": {"title": "Patched"}}], BASE + 21
+        )
         assert first == (("Once", BASE + 20, False, "indexed"), [BASE + 20])
         assert await state(ctx, milvus, collection, cid) == (
             ("Patched", BASE + 21, False, "indexed"),
@@ -104,12 +107,12 @@ def test_unchanged_text_reuses_the_vector() -> None:
     async def body(ctx: Any, milvus: MilvusClient, collection: str) -> None:
         sessionmaker, indexer = ctx
         cid = "order:reuse"
-        await apply(ctx, "upsert", [doc(cid, "Same text")], BASE + 30)
+        await apply(ctx, TaskType.course_upsert, [doc(cid, "Same text")], BASE + 30)
         async with transaction(sessionmaker) as session:
-            outcome = await apply_chunk(
+            outcome = await apply_course_write(
                 CourseRepository(session),
-                "upsert",
-                [(0, {**doc(cid, "Same text"), "price": 5, "currency": "USD"})],
+                TaskType.course_upsert,
+                [{**doc(cid, "Same text"), "price": 5, "currency": "USD"}],
                 BASE + 31,
             )
         report = await indexer.sync(outcome.touched)

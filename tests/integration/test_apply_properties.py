@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import LocalStack
 from shared.catalog.repository import CourseRepository
-from shared.catalog.writes import apply_chunk
 from shared.db import create_engine, create_sessionmaker, transaction
+from shared.ledger.kinds import apply_course_write
+from shared.ledger.schemas import TaskType
 from shared.settings import get_settings
 
 BASE = 10**13  # versions far above any the live API (or other tests) hand out in this database
@@ -30,10 +31,14 @@ class Write:
     slot: int  # index into the example's id pool
     title: str | None  # None: a delete
 
-    def request(self, course_id: str) -> tuple[str, dict[str, Any]]:
+    def request(self, course_id: str) -> tuple[TaskType, dict[str, Any]]:
         if self.title is None:
-            return "delete", {"id": course_id}
-        return "upsert", {"id": course_id, "title": self.title, "description": "About order."}
+            return TaskType.course_delete, {"id": course_id}
+        return TaskType.course_upsert, {
+            "id": course_id,
+            "title": self.title,
+            "description": "About order.",
+        }
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ async def apply_one(
 ) -> None:
     operation, item = write.request(course_id)
     async with transaction(sessionmaker) as session:
-        outcome = await apply_chunk(CourseRepository(session), operation, [(0, item)], version)
+        outcome = await apply_course_write(CourseRepository(session), operation, [item], version)
     assert outcome.errors == []
 
 
@@ -153,7 +158,7 @@ def test_concurrent_deliveries_the_higher_version_wins(
             async def first(write: Write, version: int) -> None:
                 operation, item = write.request(course_id)
                 async with transaction(sessionmaker) as session:
-                    await apply_chunk(CourseRepository(session), operation, [(0, item)], version)
+                    await apply_course_write(CourseRepository(session), operation, [item], version)
                     holding.set()
                     await release.wait()  # keep the row (or index entry) locked a while
 

@@ -12,8 +12,8 @@ from sqlalchemy import text
 
 from devstack.stack import LocalStack
 from shared.db import transaction
+from shared.ledger.repository import TaskRepository
 from shared.settings import get_settings
-from shared.tasks.repository import TaskRepository
 from tests.support.stores import Stores, stores
 from workers.runtime import WorkerRuntime
 from workers.tasks.courses import process_course_task
@@ -28,7 +28,7 @@ def course(course_id: str, title: str) -> dict[str, Any]:
     return {"id": course_id, "title": title, "description": f"{title}: learn it step by step."}
 
 
-async def queue(s: Stores, *tasks: tuple[str, list[dict[str, Any]]]) -> list[uuid.UUID]:
+async def queue(s: Stores, *tasks: tuple[str, list[Any]]) -> list[uuid.UUID]:
     """Tasks as the API records them, without their messages: only batching can apply them.
 
     The session's own worker also takes queued small tasks when it applies one: wait until it
@@ -118,9 +118,9 @@ def test_a_task_that_breaks_the_batch_goes_back_to_the_queue_and_the_taken_one_s
             taken, broken = await queue(
                 s,
                 ("course.upsert", [course(f"batch:{tag}:ok", "Pottery basics")]),
-                # An item with no id: a contract the worker cannot apply (the API never
-                # accepts it).
-                ("course.delete", [{"course": "no id"}]),
+                # An item that is not an object: a contract the worker cannot read at all (the
+                # API never accepts it; an object that does not fit is only an item error).
+                ("course.delete", ["no id"]),
             )
 
             assert await process_course_task(worker(s), taken) == "succeeded"
@@ -132,9 +132,9 @@ def test_a_task_that_breaks_the_batch_goes_back_to_the_queue_and_the_taken_one_s
                 f"batch:{tag}:ok": (await ledger(s, taken)).seq
             }
             # Its own message fails it with the reason, as before batching.
-            with pytest.raises(KeyError):
+            with pytest.raises(AttributeError):
                 await process_course_task(worker(s), broken)
             async with transaction(s.sessionmaker) as session:  # as the task wrapper would
-                await TaskRepository(session).fail(broken, "KeyError: 'id'")
+                await TaskRepository(session).fail(broken, "AttributeError: 'str' has no 'get'")
 
     asyncio.run(body())

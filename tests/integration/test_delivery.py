@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from devstack.stack import LocalStack, free_port
-from shared.messaging import build_celery, publish_course_task
+from shared.messaging import build_celery, publish_write
 from shared.settings import Settings
 from tests.support.catalog import course
 from tests.support.http import accept, wait_task
@@ -57,8 +57,8 @@ def test_redelivered_message_changes_nothing(api: httpx.Client, stack_env: dict[
         Settings(**{k.removeprefix("COURSEWISE_").lower(): v for k, v in stack_env.items()})  # type: ignore[arg-type]
     )
     try:
-        publish_course_task(celery, uuid.UUID(task_id))
-        publish_course_task(celery, uuid.UUID(task_id))
+        publish_write(celery, uuid.UUID(task_id), "course.upsert")
+        publish_write(celery, uuid.UUID(task_id), "course.upsert")
     finally:
         celery.close()
 

@@ -8,7 +8,8 @@ from kombu import Connection
 
 from api.publisher import ConfirmedPublisher
 from devstack.stack import free_port
-from shared.messaging import APPLY_COURSE_WRITES, REQUEST_ID_HEADER, build_celery, declare_topology
+from shared.ledger.kinds import APPLY_COURSE_WRITES
+from shared.messaging import REQUEST_ID_HEADER, build_celery, declare_topology
 from shared.settings import Settings
 
 
@@ -20,7 +21,7 @@ def _settings(stack_env: dict[str, str], **changes: str) -> Settings:
 
 def test_concurrent_publishes_are_each_confirmed_and_delivered(stack_env: dict[str, str]) -> None:
     queue = f"test.publisher.{uuid.uuid4().hex[:8]}"  # not the session worker's queue
-    settings = _settings(stack_env, course_queue=queue)
+    settings = _settings(stack_env, write_queue=queue)
     celery = build_celery(settings)
     declare_topology(celery)
     publisher = ConfirmedPublisher(celery, timeout_s=5)
@@ -75,7 +76,7 @@ def test_a_publish_after_the_connection_broke_goes_out_on_a_new_one(
     stack_env: dict[str, str],
 ) -> None:
     queue = f"test.publisher.{uuid.uuid4().hex[:8]}"
-    settings = _settings(stack_env, course_queue=queue)
+    settings = _settings(stack_env, write_queue=queue)
     celery = build_celery(settings)
     declare_topology(celery)
     publisher = ConfirmedPublisher(celery, timeout_s=5)

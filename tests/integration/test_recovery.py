@@ -14,7 +14,8 @@ from sqlalchemy import text
 from cli.main import main as cli
 from shared.catalog.reconcile import reconcile
 from shared.db import create_engine, create_sessionmaker, transaction
-from shared.messaging import APPLY_COURSE_WRITES, DEAD_LETTER_QUEUE, TASK_EXCHANGE
+from shared.ledger.kinds import APPLY_COURSE_WRITES
+from shared.messaging import DEAD_LETTER_QUEUE, TASK_EXCHANGE
 from shared.milvus import connect
 from shared.settings import get_settings
 from tests.support.catalog import course
@@ -153,7 +154,7 @@ def test_a_poison_message_ends_in_the_dead_letter_queue(names: Names, api: httpx
         producer.publish(
             b"\x80\x04N.",
             exchange=TASK_EXCHANGE,
-            routing_key=settings.course_queue,
+            routing_key=settings.write_queue,
             content_type="application/x-python-serialize",
             content_encoding="binary",
             headers={"task": APPLY_COURSE_WRITES, "id": str(uuid.uuid4())},

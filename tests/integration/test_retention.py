@@ -13,11 +13,11 @@ from shared.access.repository import RateCounterRepository
 from shared.access.service import RATE_WINDOW_S
 from shared.db import create_engine, create_sessionmaker, transaction
 from shared.errors import BacklogFull
+from shared.ledger.idempotency import IdempotencyKey, IdempotencyRepository
+from shared.ledger.models import Task
+from shared.ledger.repository import LedgerInserts, TaskRepository
+from shared.ledger.schemas import TaskType
 from shared.settings import Settings
-from shared.tasks.idempotency import IdempotencyKey, IdempotencyRepository
-from shared.tasks.models import Task
-from shared.tasks.repository import LedgerInserts, TaskRepository
-from shared.tasks.schemas import TaskType
 from workers.tasks.maintenance import prune
 
 

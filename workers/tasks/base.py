@@ -9,7 +9,8 @@ from celery import Task
 
 from shared.catalog.repository import CourseRepository
 from shared.db import transaction
-from shared.tasks.repository import TaskRepository
+from shared.ledger.kinds import CourseKind, kind_of
+from shared.ledger.repository import TaskRepository
 from workers.retry import TransientError
 from workers.runtime import runtime
 
@@ -42,6 +43,6 @@ async def _record_failure(task_id: uuid.UUID, reason: str) -> None:
         if task is None:
             return
         await TaskRepository(session).fail(task_id, reason)
-        if task.type.startswith("course."):
+        if isinstance(kind_of(task.type), CourseKind):
             ids = [item["id"] for item in task.payload["items"]]
             await CourseRepository(session).mark_index_failed(ids, version=task.seq, error=reason)

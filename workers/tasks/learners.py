@@ -8,11 +8,10 @@ from celery import shared_task
 from shared.catalog.repository import CourseRepository
 from shared.db import transaction
 from shared.learners.repository import LearnerRepository
-from shared.learners.writes import apply_learner_task
-from shared.messaging import APPLY_LEARNER_WRITES
+from shared.ledger.kinds import APPLY_LEARNER_WRITES, LearnerKind, kind_of, read_items
+from shared.ledger.repository import TaskRepository
+from shared.ledger.schemas import TaskStatus
 from shared.settings import get_settings
-from shared.tasks.repository import TaskRepository
-from shared.tasks.schemas import TaskStatus, TaskType
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
 from workers.tasks.base import LedgerTask
@@ -26,26 +25,23 @@ async def process_learner_task(rt: WorkerRuntime, task_id: uuid.UUID) -> str:
     if task is None:
         log.info("task %s is unknown or already finished; nothing to do", task_id)
         return "skipped"
+    kind = kind_of(task.type)
+    if not isinstance(kind, LearnerKind):  # a routing mistake: no retry will make it one
+        raise ValueError(f"task {task_id} is a {task.type} task, not a learner write")
+    items, invalid = read_items(kind, task.payload["items"])
     # One transaction for the whole task (at most a thousand rows): all of it or nothing.
     async with transaction(rt.sessionmaker) as session:
-        outcome = await apply_learner_task(
-            LearnerRepository(session),
-            CourseRepository(session),
-            TaskType(task.type),
-            str(task_id),
-            task.payload["items"],
-            task.seq,
+        outcome = await kind.apply(
+            LearnerRepository(session), CourseRepository(session), str(task_id), items, task.seq
         )
-        errors = outcome.errors[: rt.settings.max_errors_reported]
-        status = (
-            TaskStatus.failed if outcome.errors and not outcome.applied else TaskStatus.succeeded
-        )
+        errors = [*invalid, *outcome.errors][: rt.settings.max_errors_reported]
+        status = TaskStatus.failed if errors and not outcome.applied else TaskStatus.succeeded
         await TaskRepository(session).record_outcome(
             task_id,
             applied=outcome.applied,
             errors=errors,
             status=status,
-            error=errors[0]["reason"] if status is TaskStatus.failed else None,
+            error=errors[0].reason if status is TaskStatus.failed else None,
         )
     log.info(
         "task %s (%s): applied %d, failed %d", task_id, task.type, outcome.applied, len(errors)

@@ -11,10 +11,10 @@ from shared.access.repository import RateCounterRepository
 from shared.access.service import RATE_WINDOW_S
 from shared.catalog.reconcile import reconcile
 from shared.db import transaction
-from shared.messaging import RECONCILE_INDEX, REQUEUE_STALE_TASKS, publish_course_task
+from shared.ledger.idempotency import IdempotencyRepository
+from shared.ledger.repository import TaskRepository
+from shared.messaging import RECONCILE_INDEX, REQUEUE_STALE_TASKS, publish_write
 from shared.settings import Settings
-from shared.tasks.idempotency import IdempotencyRepository
-from shared.tasks.repository import TaskRepository
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
 
@@ -40,7 +40,7 @@ async def requeue_stale(rt: WorkerRuntime, *, limit: int = 500) -> int:
                     "its worker was lost every time (see the dead-letter queue)",
                 )
                 continue
-            publish_course_task(current_app, task_id, task_type)
+            publish_write(current_app, task_id, task_type)
             await repo.mark_published(task_id)
         pruned = await prune(rt.settings, session)
     if any(pruned.values()):

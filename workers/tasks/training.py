@@ -3,14 +3,16 @@
 
 import logging
 import uuid
+from typing import Any
 
 from celery import shared_task
 
 from shared.db import transaction
-from shared.messaging import SCHEDULED_RETRAIN, TRAIN_MODEL
+from shared.ledger.kinds import TRAIN_MODEL, TrainingKind, kind_of
+from shared.ledger.repository import TaskRepository
+from shared.ledger.schemas import TaskStatus
+from shared.messaging import SCHEDULED_RETRAIN
 from shared.recommendations.training import NothingToTrain, TrainingReport, train
-from shared.tasks.repository import TaskRepository
-from shared.tasks.schemas import TaskStatus
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
 from workers.tasks.base import LedgerTask
@@ -18,18 +20,27 @@ from workers.tasks.base import LedgerTask
 log = logging.getLogger(__name__)
 
 
-def _train(rt: WorkerRuntime) -> TrainingReport:
+def _train(rt: WorkerRuntime, trainer: TrainingKind[Any] | None = None) -> TrainingReport:
+    """Train with the applier of a retrain kind, or (beat's schedule) the default one."""
+    run = train if trainer is None else trainer.apply
     try:
-        return rt.run(train(rt.sessionmaker, rt.milvus, rt.settings))
+        return rt.run(run(rt.sessionmaker, rt.milvus, rt.settings))
     except Exception as exc:
         if is_transient(exc):
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
         raise
 
 
-async def _claim(rt: WorkerRuntime, task_id: uuid.UUID) -> bool:
+async def _claim(rt: WorkerRuntime, task_id: uuid.UUID) -> TrainingKind[Any] | None:
+    """The kind of the task, now processing; None when it is unknown or already finished."""
     async with transaction(rt.sessionmaker) as session:
-        return await TaskRepository(session).claim(task_id) is not None
+        task = await TaskRepository(session).claim(task_id)
+    if task is None:
+        return None
+    kind = kind_of(task.type)
+    if not isinstance(kind, TrainingKind):  # a routing mistake: no retry will make it one
+        raise ValueError(f"task {task_id} is a {task.type} task, not a retrain")
+    return kind
 
 
 async def _finish(rt: WorkerRuntime, task_id: uuid.UUID, report: TrainingReport) -> None:
@@ -48,10 +59,11 @@ async def _finish(rt: WorkerRuntime, task_id: uuid.UUID, report: TrainingReport)
 def train_model(self: LedgerTask, task_id: str) -> int | None:
     rt = runtime()
     ledger_id = uuid.UUID(task_id)
-    if not rt.run(_claim(rt, ledger_id)):
+    kind = rt.run(_claim(rt, ledger_id))
+    if kind is None:
         log.info("retrain task %s is unknown or already finished", task_id)
         return None
-    report = _train(rt)
+    report = _train(rt, kind)
     rt.run(_finish(rt, ledger_id, report))
     return report.version
 

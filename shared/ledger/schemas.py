@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class TaskStatus(StrEnum):
@@ -29,8 +29,25 @@ TERMINAL = (TaskStatus.succeeded, TaskStatus.failed)
 
 
 class ItemError(BaseModel):
+    """One item of a task that was not applied. `id` is new; `course_id` is kept for the clients
+    that read it, and only names a course (errors recorded before `id` existed have no `id`)."""
+
+    # Read and written as `id` on the wire and in the ledger; `item_id` in code.
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
     index: int = Field(description="position of the item in the request (0 for single writes)")
-    course_id: str | None
+    item_id: str | None = Field(
+        default=None,
+        alias="id",
+        description="the item's id: the course's for course writes, the learner's for learner "
+        "writes and interactions",
+    )
+    course_id: str | None = Field(
+        default=None,
+        description="the course the item is about (course writes, interactions), else null",
+    )
     code: str
     reason: str
 

@@ -3,9 +3,9 @@
 import uuid
 
 from shared.errors import TaskNotFound
-from shared.tasks.models import Task
-from shared.tasks.repository import TaskRepository
-from shared.tasks.schemas import ItemError, TaskCounts, TaskOut, TaskStatus, TaskType
+from shared.ledger.models import Task
+from shared.ledger.repository import TaskRepository
+from shared.ledger.schemas import ItemError, TaskCounts, TaskOut, TaskStatus, TaskType
 
 
 def task_out(task: Task) -> TaskOut:

@@ -12,8 +12,8 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import undefer
 
-from shared.tasks.models import Task
-from shared.tasks.schemas import TaskStatus
+from shared.ledger.models import Task
+from shared.ledger.schemas import ItemError, TaskStatus
 
 
 @dataclass(frozen=True)
@@ -195,11 +195,15 @@ class TaskRepository:
         task_id: uuid.UUID,
         *,
         applied: int,
-        errors: list[dict[str, Any]],
+        errors: Sequence[ItemError],
         status: TaskStatus | None = None,
         error: str | None = None,
     ) -> None:
-        values: dict[str, Any] = {"applied": applied, "failed": len(errors), "errors": errors}
+        values: dict[str, Any] = {
+            "applied": applied,
+            "failed": len(errors),
+            "errors": [item.model_dump(mode="json") for item in errors],
+        }
         if status is not None:
             # Not now(): that is when the transaction began, and one transaction may record
             # several tasks applied together.
