@@ -33,9 +33,9 @@ from pymilvus import AsyncMilvusClient
 
 from bench import mooccube
 from devstack.stack import LocalStack, free_port
+from shared.catalog.filters import CourseFilters
 from shared.catalog.indexing import CourseIndexer
 from shared.catalog.repository import CourseRepository
-from shared.catalog.schemas import CourseFilters
 from shared.catalog.search import CourseSearch
 from shared.catalog.writes import apply_chunk, chunked
 from shared.db import create_engine, create_sessionmaker, transaction
