@@ -38,8 +38,8 @@ def connect(settings: Settings) -> MilvusClient:
 def _milvus_type(scalar: MilvusScalar) -> dict[str, Any]:
     if scalar.kind == "varchar":
         return {"datatype": DataType.VARCHAR, "max_length": scalar.max_length, "nullable": True}
-    if scalar.kind == "float":
-        return {"datatype": DataType.FLOAT, "nullable": True}
+    if scalar.kind == "double":
+        return {"datatype": DataType.DOUBLE, "nullable": True}
     return {
         "datatype": DataType.ARRAY,
         "element_type": DataType.VARCHAR,

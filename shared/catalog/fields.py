@@ -17,7 +17,7 @@ from typing import Any, Literal
 class MilvusScalar:
     """How a field is stored beside the vector in Milvus (shared/milvus.py maps it to a type)."""
 
-    kind: Literal["varchar", "float", "varchar_array"]
+    kind: Literal["varchar", "double", "varchar_array"]
     max_length: int | None = None  # varchar, and each element of a varchar array
     max_capacity: int | None = None  # varchar_array
 
@@ -62,7 +62,9 @@ FIELDS: tuple[CourseField, ...] = (
     CourseField("url"),
     CourseField("language", milvus=MilvusScalar("varchar", max_length=35)),
     CourseField("level", milvus=MilvusScalar("varchar", max_length=16)),
-    CourseField("duration_hours", kind="number", milvus=MilvusScalar("float")),
+    # Doubles, as in PostgreSQL: a 32-bit float rounds 1.1 up, so `max_duration=1.1` would miss
+    # a course of 1.1 hours in Milvus only (and a price of 1e-46 would be free there).
+    CourseField("duration_hours", kind="number", milvus=MilvusScalar("double")),
     CourseField(
         "skills",
         kind="list",
@@ -70,7 +72,7 @@ FIELDS: tuple[CourseField, ...] = (
         milvus=MilvusScalar("varchar_array", max_length=100, max_capacity=64),
         empty="list",
     ),
-    CourseField("price", kind="number", milvus=MilvusScalar("float")),
+    CourseField("price", kind="number", milvus=MilvusScalar("double")),
     CourseField("currency"),
     CourseField("rating", kind="number"),
     CourseField("metadata", kind="json", attribute="metadata_", empty="object"),
