@@ -33,9 +33,10 @@ from pymilvus import AsyncMilvusClient
 
 from bench import mooccube
 from devstack.stack import LocalStack, free_port
+from shared.catalog.filters import CourseFilters
 from shared.catalog.indexing import CourseIndexer
 from shared.catalog.repository import CourseRepository
-from shared.catalog.schemas import CourseFilters, CourseIn
+from shared.catalog.schemas import CourseIn
 from shared.catalog.search import CourseSearch
 from shared.catalog.writes import apply_upserts, chunked
 from shared.db import create_engine, create_sessionmaker, transaction

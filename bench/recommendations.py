@@ -27,7 +27,7 @@ from pymilvus import AsyncMilvusClient
 
 from bench import mooccube
 from bench.environment import own_stack
-from shared.catalog.schemas import CourseFilters
+from shared.catalog.filters import CourseFilters
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
 from shared.embedding import get_embedder

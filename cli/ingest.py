@@ -24,24 +24,9 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
+from shared.catalog.fields import BY_NAME, NAMES
 from shared.catalog.sources import coursera_course
 
-FIELDS = (
-    "id",
-    "title",
-    "description",
-    "provider",
-    "url",
-    "language",
-    "level",
-    "duration_hours",
-    "skills",
-    "price",
-    "currency",
-    "rating",
-    "metadata",
-)
-NUMBER_FIELDS = frozenset({"duration_hours", "price", "rating"})
 PRESETS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"coursera": coursera_course}
 STATE_VERSION = 1
 
@@ -74,9 +59,9 @@ class Mapping:
             target, source = target.strip(), source.strip()
             if not sep or not target or not source:
                 raise IngestError(f"--map takes FIELD=COLUMN, not {pair!r}")
-            if target not in FIELDS:
+            if target not in BY_NAME:
                 raise IngestError(
-                    f"--map {pair!r}: no course field {target!r} ({', '.join(FIELDS)})"
+                    f"--map {pair!r}: no course field {target!r} ({', '.join(NAMES)})"
                 )
             columns[target] = source
         if preset is not None and preset not in PRESETS:
@@ -91,7 +76,7 @@ class Mapping:
                     course[target] = self._value(target, record[source])
             return {k: v for k, v in course.items() if v is not None}
         course = {}
-        for target in FIELDS:
+        for target in NAMES:
             source = self.columns.get(target, target)
             if source in record:
                 value = self._value(target, record[source])
@@ -104,13 +89,14 @@ class Mapping:
             value = value.strip()
             if value == "":
                 return None
-            if target in NUMBER_FIELDS:
+            kind = BY_NAME[target].kind
+            if kind == "number":
                 with contextlib.suppress(ValueError):
                     return float(value)
                 return value  # let the API say what is wrong with it
-            if target == "skills":
+            if kind == "list":
                 return [s.strip() for s in value.split(self.list_separator) if s.strip()]
-            if target == "metadata":
+            if kind == "json":
                 with contextlib.suppress(ValueError):
                     return json.loads(value)
         return value

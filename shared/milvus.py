@@ -1,5 +1,5 @@
-"""The Milvus collection of course vectors: schema, filters, and the operations both the API
-(async client) and the workers (sync client) perform."""
+"""The Milvus collection of course vectors: schema, entities, string literals, and the operations
+both the API (async client) and the workers (sync client) perform."""
 
 import json
 from collections.abc import Awaitable, Callable
@@ -8,21 +8,14 @@ from typing import Any, TypeVar
 from pymilvus import AsyncMilvusClient, CollectionSchema, DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from shared.catalog.schemas import CourseFilters
+from shared.catalog.fields import MILVUS, MilvusScalar
 from shared.settings import Settings
 
 T = TypeVar("T")
 
-SCALAR_FIELDS = [
-    "version",
-    "content_hash",
-    "provider",
-    "level",
-    "language",
-    "skills",
-    "duration_hours",
-    "price",
-]
+# Beside each vector: the version and content hash it was built from, and the course fields that
+# search filters on (shared/catalog/fields.py says which).
+SCALAR_FIELDS = ["version", "content_hash", *MILVUS]
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
@@ -42,6 +35,19 @@ def connect(settings: Settings) -> MilvusClient:
     return MilvusClient(**client_kwargs(settings))
 
 
+def _milvus_type(scalar: MilvusScalar) -> dict[str, Any]:
+    if scalar.kind == "varchar":
+        return {"datatype": DataType.VARCHAR, "max_length": scalar.max_length, "nullable": True}
+    if scalar.kind == "double":
+        return {"datatype": DataType.DOUBLE, "nullable": True}
+    return {
+        "datatype": DataType.ARRAY,
+        "element_type": DataType.VARCHAR,
+        "max_capacity": scalar.max_capacity,
+        "max_length": scalar.max_length,
+    }
+
+
 def course_schema(dim: int) -> CollectionSchema:
     """A vector per course with the fields search filters on (the course collection and the
     ALS item-factor collections share it, so one filter expression serves both)."""
@@ -50,14 +56,8 @@ def course_schema(dim: int) -> CollectionSchema:
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
     schema.add_field("version", DataType.INT64)
     schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
-    schema.add_field("provider", DataType.VARCHAR, max_length=200, nullable=True)
-    schema.add_field("level", DataType.VARCHAR, max_length=16, nullable=True)
-    schema.add_field("language", DataType.VARCHAR, max_length=35, nullable=True)
-    schema.add_field(
-        "skills", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=64, max_length=100
-    )
-    schema.add_field("duration_hours", DataType.FLOAT, nullable=True)
-    schema.add_field("price", DataType.FLOAT, nullable=True)
+    for name, scalar in MILVUS.items():
+        schema.add_field(name, **_milvus_type(scalar))
     return schema
 
 
@@ -114,42 +114,22 @@ def literal(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def filter_expression(filters: CourseFilters, *, exclude_id: str | None = None) -> str:
-    """A boolean expression over the scalar fields; empty string means no filter."""
-    clauses: list[str] = []
-    if filters.provider is not None:
-        clauses.append(f"provider == {literal(filters.provider)}")
-    if filters.level is not None:
-        clauses.append(f"level == {literal(filters.level.value)}")
-    if filters.language is not None:
-        clauses.append(f"language == {literal(filters.language)}")
-    if filters.skill is not None:
-        clauses.append(f"array_contains(skills, {literal(filters.skill)})")
-    if filters.free is True:
-        clauses.append("(price is null or price == 0)")
-    elif filters.free is False:
-        clauses.append("(price is not null and price > 0)")
-    if filters.max_duration is not None:
-        clauses.append(
-            f"(duration_hours is not null and duration_hours <= {filters.max_duration!r})"
-        )
-    if exclude_id is not None:
-        clauses.append(f"id != {literal(exclude_id)}")
-    return " and ".join(clauses)
+def _scalar(value: Any, scalar: MilvusScalar) -> Any:
+    if scalar.kind == "varchar_array":
+        return list(value or [])[: scalar.max_capacity]
+    return value
 
 
 def entity(
     record: dict[str, Any], vector: list[float], version: int, content_hash: str
 ) -> dict[str, Any]:
-    return {
+    """A course record as the collection stores it."""
+    row: dict[str, Any] = {
         "id": record["id"],
         "vector": vector,
         "version": version,
         "content_hash": content_hash,
-        "provider": record.get("provider"),
-        "level": record.get("level"),
-        "language": record.get("language"),
-        "skills": list(record.get("skills") or [])[:64],
-        "duration_hours": record.get("duration_hours"),
-        "price": record.get("price"),
     }
+    for name, scalar in MILVUS.items():
+        row[name] = _scalar(record.get(name), scalar)
+    return row

@@ -16,10 +16,10 @@ from api.deps import (
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
 from api.write_path import idempotency_request
 from shared.catalog.cache import CachedCourses
+from shared.catalog.filters import CourseFilters
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import (
     COURSE_ID_PATTERN,
-    CourseFilters,
     CourseIn,
     CourseOut,
     CoursePage,

@@ -10,7 +10,7 @@ from api.deps import DispatcherDep, IdempotencyKeyDep, RecommenderDep, SessionDe
 from api.errors import ERROR_RESPONSES, NOT_FOUND
 from api.routes.courses import ACCEPTED
 from api.write_path import idempotency_request
-from shared.catalog.schemas import CourseFilters
+from shared.catalog.filters import CourseFilters
 from shared.errors import ErrorDetail, InvalidRequest, LearnerNotFound
 from shared.learners.repository import LearnerRepository
 from shared.learners.schemas import (

@@ -9,8 +9,9 @@ from api.deps import DispatcherDep, IdempotencyKeyDep, RecommenderDep, SessionDe
 from api.errors import ERROR_RESPONSES
 from api.routes.courses import ACCEPTED
 from api.write_path import idempotency_request
+from shared.catalog.filters import CourseFilters
 from shared.catalog.repository import CourseRepository
-from shared.catalog.schemas import CourseFilters, course_out
+from shared.catalog.schemas import course_out
 from shared.ledger.schemas import TaskAccepted, TaskType
 from shared.recommendations.schemas import (
     WINDOW_PATTERN,

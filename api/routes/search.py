@@ -5,8 +5,9 @@ from fastapi import APIRouter, Query
 from api.auth import ReaderDep
 from api.deps import ReadSessionDep, SearchDep
 from api.errors import ERROR_RESPONSES
+from shared.catalog.filters import CourseFilters
 from shared.catalog.repository import CourseRepository
-from shared.catalog.schemas import CourseFilters, ScoredCoursePage
+from shared.catalog.schemas import ScoredCoursePage
 from shared.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1", tags=["search"])

@@ -10,11 +10,11 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pymilvus import MilvusClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.catalog.fields import course_record
 from shared.catalog.models import Course
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import embedding_text
@@ -34,20 +34,6 @@ class IndexReport:
     reused: int = 0
     embed_seconds: float = 0.0
     milvus_seconds: float = 0.0
-
-
-def _record(row: Course) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "title": row.title,
-        "description": row.description,
-        "provider": row.provider,
-        "language": row.language,
-        "level": row.level,
-        "skills": row.skills,
-        "duration_hours": row.duration_hours,
-        "price": row.price,
-    }
 
 
 def _in_sync(row: Course) -> bool:
@@ -88,7 +74,7 @@ class CourseIndexer:
 
     def _embed(self, rows: Sequence[Course], report: IndexReport) -> dict[str, list[float]]:
         started = time.perf_counter()
-        texts = [embedding_text(_record(row)) for row in rows]
+        texts = [embedding_text(course_record(row)) for row in rows]
         vectors = self.embedder.encode(texts)
         seconds = time.perf_counter() - started
         observe_embedding(len(rows), seconds)
@@ -135,7 +121,7 @@ class CourseIndexer:
                 vectors.update(self._embed(changed, report))
                 hashes.update({row.id: row.content_hash for row in changed})
             entities = [
-                entity(_record(row), vectors[row.id], row.version, row.content_hash)
+                entity(course_record(row), vectors[row.id], row.version, row.content_hash)
                 for row in current.values()
                 if row.deleted_at is None and not _in_sync(row)
             ]

@@ -3,58 +3,20 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, select, text, update
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.catalog.fields import FIELDS, WRITTEN
+from shared.catalog.filters import CourseFilters, sql_conditions
 from shared.catalog.models import Course
-from shared.catalog.schemas import CourseFilters, content_hash
-
-CONTENT_COLUMNS = (
-    "title",
-    "description",
-    "provider",
-    "url",
-    "language",
-    "level",
-    "duration_hours",
-    "skills",
-    "price",
-    "currency",
-    "rating",
-)
+from shared.catalog.schemas import content_hash
 
 
 def _row(record: dict[str, Any], version: int) -> dict[str, Any]:
-    row = {column: record.get(column) for column in CONTENT_COLUMNS}
-    row.update(
-        id=record["id"],
-        skills=record.get("skills") or [],
-        metadata_=record.get("metadata") or {},
-        version=version,
-        content_hash=content_hash(record),
-    )
+    row = {field.attr: field.stored(record) for field in FIELDS}
+    row.update(version=version, content_hash=content_hash(record))
     return row
-
-
-def filter_clauses(filters: CourseFilters) -> list[ColumnElement[bool]]:
-    """SQL conditions for course filters (listing, popularity)."""
-    clauses: list[ColumnElement[bool]] = []
-    if filters.provider is not None:
-        clauses.append(Course.provider == filters.provider)
-    if filters.level is not None:
-        clauses.append(Course.level == filters.level.value)
-    if filters.language is not None:
-        clauses.append(Course.language == filters.language)
-    if filters.skill is not None:
-        clauses.append(Course.skills.contains([filters.skill]))
-    if filters.free is True:
-        clauses.append(or_(Course.price.is_(None), Course.price == 0))
-    elif filters.free is False:
-        clauses.append(Course.price > 0)
-    if filters.max_duration is not None:
-        clauses.append(Course.duration_hours <= filters.max_duration)
-    return clauses
 
 
 class CourseRepository:
@@ -81,7 +43,7 @@ class CourseRepository:
     ) -> list[Course]:
         query = (
             select(Course)
-            .where(Course.deleted_at.is_(None), *filter_clauses(filters))
+            .where(Course.deleted_at.is_(None), *sql_conditions(filters))
             .order_by(Course.id)
             .limit(limit)
         )
@@ -98,8 +60,7 @@ class CourseRepository:
         statement = statement.on_conflict_do_update(
             index_elements=[Course.id],
             set_={
-                **{column: excluded[column] for column in CONTENT_COLUMNS},
-                "metadata": excluded["metadata"],
+                **{field.name: excluded[field.name] for field in WRITTEN},
                 "version": excluded.version,
                 "content_hash": excluded.content_hash,
                 "deleted_at": None,

@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.catalog.fields import BY_NAME, FIELDS
+
 COURSE_ID_PATTERN = r"^[A-Za-z0-9:._-]{1,200}$"
 # PostgreSQL text and JSONB cannot hold U+0000.
 NO_NUL = r"^[^\u0000]*$"
@@ -74,10 +76,6 @@ def _has_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_nul(item) for item in value)
     return False
-
-
-# Filter values end up in SQL and Milvus expressions: printable text only.
-PRINTABLE = r"^[^\u0000-\u001f\u007f]*$"
 
 
 def _never_null(schema: dict[str, Any]) -> None:
@@ -209,9 +207,7 @@ class CourseIn(_CourseFields):
     def to_record(self) -> dict[str, Any]:
         """The JSON-ready row the worker writes; absent optional fields become nulls."""
         data = self.model_dump(mode="json")
-        data["skills"] = data["skills"] or []
-        data["metadata"] = data["metadata"] or {}
-        return data
+        return {field.name: field.stored(data) for field in FIELDS}
 
 
 class CoursePatch(_CourseFields):
@@ -283,41 +279,12 @@ class ScoredCoursePage(BaseModel):
     next_cursor: str | None
 
 
-class CourseFilters(BaseModel):
-    """Filters shared by listing, search and similar courses."""
-
-    provider: Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE)] | None = None
-    level: Level | None = None
-    language: Annotated[str, StringConstraints(max_length=35, pattern=PRINTABLE)] | None = None
-    skill: Annotated[str, StringConstraints(max_length=100, pattern=PRINTABLE)] | None = None
-    free: bool | None = None
-    max_duration: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
-
-    @field_validator("skill")
-    @classmethod
-    def _normalise_skill(cls, value: str | None) -> str | None:
-        return value.strip().lower() if value is not None else None
+# CourseOut's fields, each with the attribute of the `courses` row it is read from.
+_OUT_ATTRIBUTES = tuple(
+    (name, BY_NAME[name].attr if name in BY_NAME else name) for name in CourseOut.model_fields
+)
 
 
 def course_out(row: Any) -> CourseOut:
     """The public view of a `courses` row."""
-    return CourseOut(
-        id=row.id,
-        title=row.title,
-        description=row.description,
-        provider=row.provider,
-        url=row.url,
-        language=row.language,
-        level=row.level,
-        duration_hours=row.duration_hours,
-        skills=row.skills,
-        price=row.price,
-        currency=row.currency,
-        rating=row.rating,
-        metadata=row.metadata_,
-        version=row.version,
-        index_state=row.index_state,
-        indexed_version=row.indexed_version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return CourseOut(**{name: getattr(row, attribute) for name, attribute in _OUT_ATTRIBUTES})

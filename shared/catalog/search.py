@@ -8,11 +8,12 @@ import anyio
 import numpy as np
 from pymilvus import AsyncMilvusClient
 
+from shared.catalog.filters import CourseFilters, milvus_expression
 from shared.catalog.repository import CourseRepository
-from shared.catalog.schemas import CourseFilters, ScoredCourse, course_out
+from shared.catalog.schemas import ScoredCourse, course_out
 from shared.embedding import Embedder
 from shared.errors import CourseNotFound, CourseNotIndexed
-from shared.milvus import filter_expression, literal, loaded_async
+from shared.milvus import literal, loaded_async
 
 
 class QueryCache:
@@ -88,7 +89,7 @@ class CourseSearch:
     ) -> tuple[list[ScoredCourse], bool]:
         """One page of results, and whether there may be more."""
         vector = await self.encode_query(query)
-        hits = await self._nearest(vector, filter_expression(filters), limit=limit, offset=offset)
+        hits = await self._nearest(vector, milvus_expression(filters), limit=limit, offset=offset)
         return await self._hydrate(repo, hits), len(hits) == limit
 
     async def similar(
@@ -105,6 +106,6 @@ class CourseSearch:
         )
         if not found:
             raise CourseNotIndexed(course_id)
-        expression = filter_expression(filters, exclude_id=course_id)
+        expression = milvus_expression(filters, exclude_id=course_id)
         hits = await self._nearest(list(found[0]["vector"]), expression, limit=limit, offset=0)
         return await self._hydrate(repo, hits)

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from shared.catalog.fields import course_record
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import CourseIn
 from shared.ledger.schemas import ItemError
@@ -82,23 +83,8 @@ async def apply_patches(
         if row.version >= version:  # a newer write (or this one, redelivered) already landed
             outcome.applied += 1
             continue
-        current = {
-            "id": row.id,
-            "title": row.title,
-            "description": row.description,
-            "provider": row.provider,
-            "url": row.url,
-            "language": row.language,
-            "level": row.level,
-            "duration_hours": row.duration_hours,
-            "skills": row.skills,
-            "price": row.price,
-            "currency": row.currency,
-            "rating": row.rating,
-            "metadata": row.metadata_,
-        }
         try:
-            merged = CourseIn.model_validate({**current, **item.changes}).to_record()
+            merged = CourseIn.model_validate({**course_record(row), **item.changes}).to_record()
         except ValidationError as exc:
             reason = "; ".join(error["msg"] for error in exc.errors())
             outcome.errors.append(_item_error(index, course_id, "invalid_patch", reason))

@@ -8,9 +8,8 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.catalog.filters import CourseFilters, sql_conditions
 from shared.catalog.models import Course
-from shared.catalog.repository import filter_clauses
-from shared.catalog.schemas import CourseFilters
 from shared.learners.models import Interaction
 from shared.recommendations.models import ModelVersion
 
@@ -125,7 +124,7 @@ class PopularityRepository:
             select(Interaction.course_id, learners)
             .join(Course, Course.id == Interaction.course_id)
             .where(Course.deleted_at.is_(None), Interaction.occurred_at >= since)
-            .where(*filter_clauses(filters))
+            .where(*sql_conditions(filters))
             .group_by(Interaction.course_id)
             .order_by(learners.desc(), Interaction.course_id)
             .limit(limit)

@@ -23,13 +23,14 @@ import numpy as np
 from pymilvus import AsyncMilvusClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.catalog.filters import CourseFilters, matches, milvus_expression
 from shared.catalog.models import Course
 from shared.catalog.repository import CourseRepository
-from shared.catalog.schemas import CourseFilters, course_out
+from shared.catalog.schemas import course_out
 from shared.catalog.search import CourseSearch
 from shared.learners.models import Learner
 from shared.learners.repository import LearnerRepository
-from shared.milvus import filter_expression, literal, loaded_async
+from shared.milvus import literal, loaded_async
 from shared.recommendations.repository import (
     ActiveModel,
     ModelRepository,
@@ -155,24 +156,6 @@ def fold_in(
     a += (item_factors.T * (confidence - 1.0)) @ item_factors
     b = item_factors.T @ confidence
     return np.asarray(np.linalg.solve(a, b))
-
-
-def matches(row: Course, filters: CourseFilters) -> bool:
-    """The filters, checked on a row (an index may lag behind PostgreSQL)."""
-    if filters.provider is not None and row.provider != filters.provider:
-        return False
-    if filters.level is not None and row.level != filters.level.value:
-        return False
-    if filters.language is not None and row.language != filters.language:
-        return False
-    if filters.skill is not None and filters.skill not in (row.skills or []):
-        return False
-    free = row.price is None or row.price == 0
-    if filters.free is not None and free != filters.free:
-        return False
-    return filters.max_duration is None or (
-        row.duration_hours is not None and row.duration_hours <= filters.max_duration
-    )
 
 
 class Recommender:
@@ -308,7 +291,7 @@ class Recommender:
         if strategy is Strategy.popular:
             return found
 
-        expression = filter_expression(filters)
+        expression = milvus_expression(filters)
         if seen:
             exclusion = f"id not in [{', '.join(literal(i) for i in sorted(seen))}]"
             expression = f"{expression} and {exclusion}" if expression else exclusion
@@ -375,7 +358,7 @@ class Recommender:
         kept: list[tuple[Ranked, Course, float]] = []
         for item in ranked:
             row = rows.get(item.course_id)
-            if row is None or row.deleted_at is not None or not matches(row, filters):
+            if row is None or row.deleted_at is not None or not matches(filters, row):
                 continue
             score = item.score
             # The profile's preferences nudge the order; they do not filter.

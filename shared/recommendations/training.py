@@ -16,6 +16,7 @@ from pymilvus import MilvusClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.catalog.fields import course_record
 from shared.catalog.repository import CourseRepository
 from shared.db import transaction
 from shared.learners.repository import LearnerRepository
@@ -120,7 +121,7 @@ async def train(
     name = factors.collection_name(settings.milvus_collection, version)
     try:
         item_factors, train_seconds = fit_als(settings, matrix)
-        records = [_record(live[cid]) for cid in sorted(live)]
+        records = [course_record(live[cid]) for cid in sorted(live)]
         factors.create(milvus, name, item_factors.shape[1])
         factors.insert(milvus, name, records, item_factors, version)
         gram = item_factors.T @ item_factors
@@ -158,15 +159,3 @@ async def train(
     )
     log.info("trained ALS model version %d: %s", version, report.as_dict())
     return report
-
-
-def _record(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "provider": row.provider,
-        "level": row.level,
-        "language": row.language,
-        "skills": row.skills,
-        "duration_hours": row.duration_hours,
-        "price": row.price,
-    }

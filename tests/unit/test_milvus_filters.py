@@ -6,8 +6,9 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from shared.catalog.schemas import CourseFilters, Level
-from shared.milvus import entity, filter_expression, literal
+from shared.catalog.filters import CourseFilters, milvus_expression
+from shared.catalog.schemas import Level
+from shared.milvus import entity, literal
 
 # A double-quoted literal as literal() writes it: quote, then escapes or plain characters.
 STRING_LITERAL = re.compile(r'"(?:\\.|[^"\\])*"')
@@ -20,7 +21,7 @@ def only_literal(expression: str) -> str:
 
 
 def test_no_filter_gives_empty_expression() -> None:
-    assert filter_expression(CourseFilters()) == ""
+    assert milvus_expression(CourseFilters()) == ""
 
 
 @pytest.mark.parametrize(
@@ -49,19 +50,19 @@ def test_no_filter_gives_empty_expression() -> None:
     ids=lambda value: value if isinstance(value, str) else None,
 )
 def test_each_filter(filters: CourseFilters, expected: str) -> None:
-    assert filter_expression(filters) == expected
+    assert milvus_expression(filters) == expected
 
 
 def test_free_none_adds_no_price_clause() -> None:
-    assert "price" not in filter_expression(CourseFilters(free=None, provider="x"))
+    assert "price" not in milvus_expression(CourseFilters(free=None, provider="x"))
 
 
 def test_exclude_id_alone() -> None:
-    assert filter_expression(CourseFilters(), exclude_id="udemy:1") == 'id != "udemy:1"'
+    assert milvus_expression(CourseFilters(), exclude_id="udemy:1") == 'id != "udemy:1"'
 
 
 def test_filters_combine_with_and() -> None:
-    expression = filter_expression(
+    expression = milvus_expression(
         CourseFilters(
             provider="edX",
             level="beginner",
@@ -98,7 +99,7 @@ def test_filters_combine_with_and() -> None:
     ],
 )
 def test_provider_stays_inside_one_string_literal(provider: str) -> None:
-    expression = filter_expression(CourseFilters(provider=provider))
+    expression = milvus_expression(CourseFilters(provider=provider))
     assert expression.startswith("provider == ")
     value = expression.removeprefix("provider == ")
     assert only_literal(expression) == value  # nothing escapes the literal
@@ -106,7 +107,7 @@ def test_provider_stays_inside_one_string_literal(provider: str) -> None:
 
 
 def test_injection_attempt_does_not_add_clauses() -> None:
-    expression = filter_expression(CourseFilters(provider='x" or provider != "x'), exclude_id="a")
+    expression = milvus_expression(CourseFilters(provider='x" or provider != "x'), exclude_id="a")
     assert expression.count(" and ") == 1
     assert expression.endswith('and id != "a"')
     assert json.loads(expression.split(" and ")[0].removeprefix("provider == ")) == (
@@ -123,7 +124,7 @@ def test_literal_round_trips(value: str) -> None:
     "filters", [CourseFilters(provider="Café"), CourseFilters(skill="ß")], ids=["provider", "skill"]
 )
 def test_non_ascii_filter_values_are_not_unicode_escaped(filters: CourseFilters) -> None:
-    expression = filter_expression(filters)
+    expression = milvus_expression(filters)
     assert "\\u" not in expression
     assert json.loads(only_literal(expression)) in ("Café", "ß")
 
@@ -133,7 +134,7 @@ def test_infinite_max_duration_never_reaches_milvus() -> None:
         filters = CourseFilters.model_validate({"max_duration": "inf"})
     except ValidationError:
         return  # rejected up front: fine
-    assert "inf" not in filter_expression(filters)
+    assert "inf" not in milvus_expression(filters)
 
 
 def test_negative_max_duration_is_rejected() -> None:
