@@ -65,7 +65,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     publisher = ConfirmedPublisher(celery, settings.publish_timeout_s)
     publisher.start()
     app.state.dispatcher = WriteDispatcher(sessionmaker, settings, LedgerInserts(engine), publisher)
-    app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
+    app.state.search = CourseSearch(
+        milvus,
+        settings.milvus_collection,
+        embedder,
+        candidates=settings.search_candidates,
+        semantic_budget_s=settings.search_semantic_budget_s,
+        breaker_cooldown_s=settings.search_breaker_cooldown_s,
+        fusion=settings.search_fusion,
+    )
     app.state.key_cache = KeyCache(settings.api_key_cache_s)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_sync_s)
     app.state.recommender = Recommender(milvus, settings, app.state.search)
