@@ -127,8 +127,9 @@ class Settings(BaseSettings):
     search_semantic_budget_s: float = Field(default=0.4, gt=0)
     search_breaker_cooldown_s: float = Field(default=2.0, ge=0)
     # How the keyword and semantic lists are fused, and the default share of the semantic side
-    # (0 keyword only, 1 semantic only); chosen on Coursera titles (docs/api.md, bench.search).
-    search_fusion: Literal["rrf", "score"] = "rrf"
+    # (0 keyword only, 1 semantic only): chosen on Coursera titles with bench.search
+    # (docs/benchmarks.md).
+    search_fusion: Literal["rrf", "score"] = "score"
     search_semantic_ratio: float = Field(default=0.5, ge=0, le=1)
     # --- learners and recommendations --------------------------------------------------------
     training_queue: str = "coursewise.training"

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     bindparam,
+    case,
     cast,
     func,
     literal_column,
@@ -45,18 +46,18 @@ def query_words(query: str) -> list[str]:
     return WORD.findall(query.lower())[:MAX_WORDS]
 
 
-def _tsquery_sql(config: str) -> str:
-    """SQL text of a tsquery over the words `:words` (and the prefix `:last`), stemmed with the
-    configuration expression `config` and as written, OR-ed."""
+def _word_queries_sql(config: str) -> str:
+    """SQL of an array with the tsquery text of each word in `:words` that the configuration
+    expression `config` does not call a stop word: its stem in that configuration or the word as
+    written, and the last word also as a prefix when `:typing`."""
     stemmed = f"plainto_tsquery({config}, w)"
     return (
-        "(SELECT CAST(string_agg(part, ' | ') AS tsquery) FROM ("
-        f"  SELECT '(' || CAST({stemmed} || plainto_tsquery('simple', w) AS text) || ')' AS part"
-        "   FROM unnest(CAST(:words AS text[])) AS w"
+        "(SELECT array_agg(part ORDER BY n) FROM ("
+        f"  SELECT n, '(' || CAST({stemmed} || plainto_tsquery('simple', w) AS text)"
+        "     || CASE WHEN CAST(:typing AS boolean) AND n = cardinality(CAST(:words AS text[]))"
+        "        THEN ' | ' || quote_literal(w) || ':*' ELSE '' END || ')' AS part"
+        "   FROM unnest(CAST(:words AS text[])) WITH ORDINALITY AS t(w, n)"
         f"  WHERE numnode({stemmed}) > 0"
-        "  UNION ALL"
-        "  SELECT quote_literal(CAST(:last AS text)) || ':*'"
-        f"  WHERE CAST(:last AS text) IS NOT NULL AND numnode(plainto_tsquery({config}, :last)) > 0"
         ") AS parts)"
     )
 
@@ -64,7 +65,12 @@ def _tsquery_sql(config: str) -> str:
 @dataclass(frozen=True)
 class KeywordQuery:
     normalised: str
-    tsquery: str | None  # PostgreSQL's text form; None when no word can match
+    words: list[str]  # each word's tsquery, in PostgreSQL's text form
+
+    @property
+    def tsquery(self) -> str | None:
+        """Any of the words; None when no word can match."""
+        return " | ".join(self.words) or None
 
 
 @dataclass(frozen=True)
@@ -89,11 +95,9 @@ class Candidate:
     created_at: datetime
 
 
-def _last_word(query: str, words: Sequence[str]) -> str | None:
-    """The word being typed: the last one, unless the query ends after it."""
-    if not words or not query or not query[-1].isalnum():
-        return None
-    return words[-1]
+def _typing(query: str) -> bool:
+    """Whether the last word may be unfinished: the query does not end after it."""
+    return bool(query) and query[-1].isalnum()
 
 
 class KeywordSearch:
@@ -107,24 +111,22 @@ class KeywordSearch:
             await self.session.execute(
                 text(
                     "SELECT coursewise_normalise(:q) AS normalised, "
-                    f"CAST({_tsquery_sql('coursewise_regconfig(:language)')} AS text) AS tsquery"
+                    f"{_word_queries_sql('coursewise_regconfig(:language)')} AS words"
                 ),
-                {
-                    "q": query,
-                    "language": language,
-                    "words": words,
-                    "last": _last_word(query, words),
-                },
+                {"q": query, "language": language, "words": words, "typing": _typing(query)},
             )
         ).one()
-        return KeywordQuery(row.normalised, row.tsquery or None)
+        return KeywordQuery(row.normalised, list(row.words or []))
 
     async def candidates(
         self, query: KeywordQuery, filters: CourseFilters, *, limit: int
     ) -> list[KeywordHit]:
-        """The best keyword matches under the filters, best first: full-text rank (title A,
-        skills B, provider C, description D) plus the title's trigram similarity to the query;
-        an exact title first of all."""
+        """The best keyword matches under the filters, best first, an exact title first of all.
+
+        The score adds the share of the query's words the course has (anywhere: a course with
+        all of them before one with some), the title's trigram similarity to the query (typos),
+        and the full-text rank (title A, skills B, provider C, description D; divided by
+        1 + log(length), as long descriptions repeat words)."""
         if not query.normalised:
             return []
         normalised: BindParameter[str] = bindparam("normalised", query.normalised)
@@ -138,7 +140,15 @@ class KeywordSearch:
         if query.tsquery is not None:
             tsquery = cast(bindparam("tsquery", query.tsquery), TSQUERY)
             matches.append(Course.search_vector.op("@@")(tsquery))
-            score = score + func.ts_rank(Course.search_vector, tsquery, 1)
+            has = [
+                case(
+                    (Course.search_vector.op("@@")(cast(bindparam(f"w{i}", word), TSQUERY)), 1.0),
+                    else_=0.0,
+                )
+                for i, word in enumerate(query.words)
+            ]
+            coverage = sum(has[1:], has[0]) / len(has)
+            score = score + coverage + func.ts_rank(Course.search_vector, tsquery, 1)
         statement = (
             select(Course.id, cast(score, Float).label("score"))
             .where(Course.deleted_at.is_(None), or_(*matches), *filter_clauses(filters))
@@ -187,14 +197,15 @@ class KeywordSearch:
                 " LATERAL (SELECT coursewise_regconfig(language) AS cfg,"
                 "   translate(title, :markers, '') AS clean_title,"
                 "   translate(description, :markers, '') AS clean_description) AS c,"
-                f" LATERAL (SELECT coalesce({_tsquery_sql('cfg')}, CAST('' AS tsquery)) AS hq)"
+                " LATERAL (SELECT CAST(coalesce(array_to_string("
+                f"{_word_queries_sql('cfg')}, ' | '), '') AS tsquery) AS hq)"
                 " AS h"
                 " WHERE id = ANY(CAST(:ids AS text[]))"
             ),
             {
                 "ids": list(ids),
                 "words": words,
-                "last": _last_word(query, words),
+                "typing": _typing(query),
                 "markers": START + STOP,
                 "title_options": f"{options}, HighlightAll=true",
                 "snippet_options": f"{options}, MinWords=15, MaxWords=35, MaxFragments=2, "

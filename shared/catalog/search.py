@@ -120,7 +120,7 @@ class CourseSearch:
         candidates: int = 200,
         semantic_budget_s: float = 0.4,
         breaker_cooldown_s: float = 2.0,
-        fusion: Fusion = "rrf",
+        fusion: Fusion = "score",
     ) -> None:
         self.milvus = milvus
         self.collection = collection

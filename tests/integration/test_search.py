@@ -53,7 +53,8 @@ def test_the_typed_title_comes_first_exact_or_with_a_typo(
         words = title.split()
         longest = max(range(len(words)), key=lambda i: len(words[i]))
         word = words[longest]
-        words[longest] = word[0] + word[2] + word[1] + word[3:]  # one transposition
+        at = next(i for i in range(1, len(word) - 1) if word[i] != word[i + 1])
+        words[longest] = word[:at] + word[at + 1] + word[at] + word[at + 2 :]  # one swap
         typo = " ".join(words)
         first = search(api, q=typo, explain="true")["items"][0]
         assert first["id"] == course["id"], typo
@@ -69,17 +70,34 @@ def test_misspelt_query_finds_the_course_by_its_other_words(
         assert ids.index("demo:data-analysis-pandas") < ids.index("demo:python-async-concurrency")
 
 
-def test_meaning_without_the_title_words_still_finds_the_course(
+PARAPHRASES = {
+    "teach a computer to recognise objects in photos": "demo:computer-vision-cnn",
+    "keep my money under control and save for retirement": "demo:finance-personal",
+    "talk in front of an audience without fear": "demo:public-speaking",
+    "write my first little programs from scratch": "demo:python-foundations",
+    "make charts that tell a story with numbers": "demo:data-visualization-storytelling",
+    "ship models to users and monitor them": "demo:ml-production-mlops",
+    "ask a relational store questions with queries": "demo:sql-essentials",
+    "run containers and orchestrate clusters": "demo:devops-docker-kubernetes",
+    "protect a company network from attackers": "demo:cybersecurity-fundamentals",
+    "what to eat to stay healthy": "demo:nutrition-science",
+    "how much is a business worth": "demo:finance-corporate-valuation",
+    "chords, scales and reading sheet music": "demo:music-theory-basics",
+    "why the planet is warming and what we can do": "demo:climate-science-intro",
+    "run sprints with a team using boards and stand-ups": "demo:project-management-agile",
+}
+
+
+def test_meaning_without_the_title_words_finds_the_course_as_semantic_search_did(
     api: httpx.Client, demo: list[dict[str, Any]]
 ) -> None:
-    cases = {
-        "teach a computer to recognise objects in photos": "demo:computer-vision-cnn",
-        "keep my money under control and save for retirement": "demo:finance-personal",
-        "talk in front of an audience without fear": "demo:public-speaking",
-    }
-    for query, course_id in cases.items():
-        ids = [hit["id"] for hit in search(api, q=query, limit=5)["items"]]
-        assert course_id in ids, (query, ids)
+    hybrid = semantic = 0
+    for query, course_id in PARAPHRASES.items():
+        hybrid += course_id in [hit["id"] for hit in search(api, q=query, limit=5)["items"]]
+        alone = search(api, q=query, limit=5, semantic_ratio=1)["items"]
+        semantic += course_id in [hit["id"] for hit in alone]
+    assert hybrid >= semantic, (hybrid, semantic)
+    assert hybrid >= len(PARAPHRASES) - 1
 
 
 def test_explanations_carry_both_sides_and_the_fusion(
@@ -119,8 +137,8 @@ def test_highlights_mark_the_matched_words_and_escape_the_rest(
     assert hit["highlight"]["title"] == (
         "<mark>Kitchen</mark> &lt;b&gt;<mark>chemistry</mark>&lt;/b&gt; &amp; R&amp;D"
     )
-    assert "<script>" not in hit["highlight"]["snippet"]
-    assert "&lt;script&gt;" in hit["highlight"]["snippet"]
+    snippet = hit["highlight"]["snippet"]
+    assert "<script>" not in snippet and "<mark>chemistry</mark>" in snippet
 
 
 def _sql(stack_env: dict[str, str], query: str, *args: Any) -> list[asyncpg.Record]:
@@ -166,7 +184,8 @@ def test_facets_count_every_result_under_the_query_and_filters(
         for skill in item["skills"]:
             skills[skill] = skills.get(skill, 0) + 1
     assert _counts(facets["language"]) == languages
-    assert _counts(facets["skills"]) == dict(sorted(skills.items())) or len(skills) > 50
+    if len(skills) <= 50:
+        assert _counts(facets["skills"]) == skills
     assert sum(_counts(facets["duration"]).values()) == len(items)
 
 
@@ -251,11 +270,12 @@ def test_without_milvus_search_answers_from_postgresql_then_recovers(
     before = _degraded_searches(api)
     milvus = [p for p in stack.processes if p.name == "milvus" and p.alive()][-1]
     milvus.stop()
+    budget = float(stack.env.get("COURSEWISE_SEARCH_SEMANTIC_BUDGET_S", "0.4"))
     try:
         for _ in range(3):
             started = time.monotonic()
             page = search(api, q="Data Analysis with pandas", facets="level")
-            assert time.monotonic() - started < 3
+            assert time.monotonic() - started < budget + 2  # not the 20 s of a stalled client
             assert page["degraded"] == ["semantic"]
             assert page["items"][0]["id"] == "demo:data-analysis-pandas"
             assert page["facets"]["level"]
