@@ -7,6 +7,7 @@ now. The semantic side has a time budget: past it, failing, or while its circuit
 open, the answer comes from PostgreSQL alone and says `degraded: ["semantic"]`.
 """
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -202,16 +203,18 @@ class CourseSearch:
         ratio = options.semantic_ratio
         semantic: list[tuple[str, float]] = []
         failure: str | None = None
-        async with anyio.create_task_group() as group:
-            if ratio > 0:
-
-                async def run_semantic() -> None:
-                    nonlocal semantic, failure
-                    semantic, failure = await self._semantic(query, filters)
-
-                group.start_soon(run_semantic)
+        # Both sides at once. A plain task, not a task group: a PostgreSQL error must reach its
+        # handler (503) as itself, not inside an exception group.
+        pending = asyncio.create_task(self._semantic(query, filters)) if ratio > 0 else None
+        try:
             prepared = await keyword.prepare(query, filters.language or "en")
             keyword_hits = await keyword.candidates(prepared, filters, limit=self.candidates)
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+            raise
+        if pending is not None:
+            semantic, failure = await pending
         if failure is not None:
             ratio = 0.0  # PostgreSQL alone
         keyword_list = [(hit.id, hit.score) for hit in keyword_hits] if ratio < 1 else []
