@@ -1,5 +1,6 @@
 """Ranking rules of hybrid search: title matches, fusion, sort keys and facets."""
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +14,7 @@ from shared.catalog.ranking import (
     key_shape_matches,
     title_match,
 )
+from shared.catalog.search import CircuitBreaker
 
 
 @pytest.mark.parametrize(
@@ -84,3 +86,15 @@ def test_facets_count_values_most_frequent_first() -> None:
 
 def test_highlights_escape_everything_but_the_marks() -> None:
     assert _marked("\ue000R&D\ue001 <b>") == "<mark>R&amp;D</mark> &lt;b&gt;"
+
+
+def test_the_breaker_skips_after_a_failure_then_lets_one_request_probe() -> None:
+    breaker = CircuitBreaker(cooldown_s=0.05, probe_s=10)
+    assert breaker.allows()
+    breaker.failed()
+    assert not breaker.allows()
+    time.sleep(0.06)
+    assert breaker.allows()  # the probe
+    assert not breaker.allows()  # the others, while it runs
+    breaker.succeeded()
+    assert breaker.allows() and breaker.allows()
