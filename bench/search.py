@@ -129,7 +129,31 @@ def load_and_collect(courses: int, titles: int, seed: int) -> list[dict[str, Any
                     time.sleep(1)
         assert stack.api_key is not None
         wanted = queries(catalogue[:titles], seed)
-        return asyncio.run(collect(stack.api_url, stack.api_key, wanted))
+        results = asyncio.run(collect(stack.api_url, stack.api_key, wanted))
+        with stack.client(timeout=120) as api:
+            print(json.dumps({"latency_ms": latency(api, catalogue[titles:], seed)}))
+        return results
+
+
+def latency(api: httpx.Client, courses: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    """Sequential searches, one at a time, each query new to the API (no embedding cached):
+    p50 / p95 client-side milliseconds per semantic_ratio."""
+    rng = random.Random(seed)
+    texts = [q for c in courses if (q := description_query(c, rng))]
+    found: dict[str, Any] = {}
+    for n, ratio in enumerate((0.0, 0.5, 1.0)):
+        times = []
+        for q in texts[n * 60 : (n + 1) * 60]:
+            started = time.perf_counter()
+            response = api.get("/v1/search", params={"q": q, "semantic_ratio": ratio})
+            times.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+        times.sort()
+        found[str(ratio)] = {
+            "p50": round(times[len(times) // 2], 1),
+            "p95": round(times[int(len(times) * 0.95)], 1),
+        }
+    return found
 
 
 def ordered(

@@ -19,6 +19,8 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Float,
+    Text,
+    any_,
     bindparam,
     case,
     cast,
@@ -28,7 +30,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.catalog.models import Course
@@ -175,7 +177,12 @@ class KeywordSearch:
             Course.price,
             Course.rating,
             Course.created_at,
-        ).where(Course.id.in_(list(ids)), Course.deleted_at.is_(None), *filter_clauses(filters))
+        ).where(
+            # One array parameter: a statement of the same shape whatever the number of ids.
+            Course.id == any_(cast(bindparam("ids", list(ids)), ARRAY(Text))),
+            Course.deleted_at.is_(None),
+            *filter_clauses(filters),
+        )
         rows = (await self.session.execute(statement)).all()
         return {row.id: Candidate(**row._mapping) for row in rows}
 
@@ -183,9 +190,7 @@ class KeywordSearch:
         """Title and description snippet with the query's words marked, each course's text
         read with its own language's configuration."""
         words = query_words(query)
-        if not ids:
-            return {}
-        if not words:
+        if not ids or not words:
             return {}
         options = f"StartSel={START}, StopSel={STOP}"
         rows = await self.session.execute(
