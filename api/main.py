@@ -106,7 +106,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         publisher = ConfirmedPublisher(celery, settings.publish_timeout_s)
         publisher.start()
         app.state.dispatcher = write_dispatcher(app, engine, publisher)
-        app.state.search = CourseSearch(milvus, settings.milvus_collection, embedder)
+        app.state.search = CourseSearch(
+            milvus,
+            settings.milvus_collection,
+            embedder,
+            candidates=settings.search_candidates,
+            semantic_budget_s=settings.search_semantic_budget_s,
+            breaker_cooldown_s=settings.search_breaker_cooldown_s,
+            fusion=settings.search_fusion,
+        )
         app.state.recommender = Recommender(milvus, settings, app.state.search)
         # The model and libraries loaded above are millions of long-lived objects; a full
         # garbage collection walking them all stalled requests for 100+ ms (measured p99 at

@@ -61,6 +61,12 @@ EMBED_SECONDS = Counter(
     "Seconds spent embedding while indexing (throughput: rate of "
     "coursewise_embedded_courses_total over rate of this)",
 )
+SEARCH_DEGRADED = Counter(
+    "coursewise_search_degraded",
+    "Searches answered from PostgreSQL alone, by why the semantic side was left out "
+    "(timeout, error, circuit_open)",
+    ["reason"],
+)
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

@@ -125,6 +125,19 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     # Per source (PostgreSQL, RabbitMQ) read while /metrics is scraped.
     metrics_source_timeout_s: float = Field(default=2.0, gt=0)
+    # --- search -----------------------------------------------------------------------------
+    # Candidates each side (keyword, semantic) contributes: what a search can page through and
+    # what its facets count.
+    search_candidates: int = Field(default=200, ge=10, le=1000)
+    # Time the semantic side (query embedding + Milvus) may take before the search answers from
+    # PostgreSQL alone, and how long it is then skipped before one request tries again.
+    search_semantic_budget_s: float = Field(default=0.4, gt=0)
+    search_breaker_cooldown_s: float = Field(default=2.0, ge=0)
+    # How the keyword and semantic lists are fused, and the default share of the semantic side
+    # (0 keyword only, 1 semantic only): chosen on Coursera titles with bench.search
+    # (docs/benchmarks.md).
+    search_fusion: Literal["rrf", "score"] = "score"
+    search_semantic_ratio: float = Field(default=0.5, ge=0, le=1)
     # --- learners and recommendations --------------------------------------------------------
     training_queue: str = "coursewise.training"
     interactions_max_items: int = Field(default=1000, ge=1)

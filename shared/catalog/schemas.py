@@ -5,7 +5,7 @@ import json
 import math
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -283,6 +283,55 @@ class ScoredCoursePage(BaseModel):
 _OUT_ATTRIBUTES = tuple(
     (name, BY_NAME[name].attr if name in BY_NAME else name) for name in CourseOut.model_fields
 )
+
+
+class Highlight(BaseModel):
+    """Matched query terms wrapped in `<mark>`…`</mark>`; everything else HTML-escaped."""
+
+    title: str = Field(description="the whole title, matched terms marked")
+    snippet: str = Field(description="a passage of the description around the matched terms")
+
+
+class Explanation(BaseModel):
+    """Where a hit came from and how it was ranked (ranks start at 1; null: not a candidate of
+    that side)."""
+
+    keyword_rank: int | None
+    keyword_score: float | None = Field(description="full-text rank plus title trigram similarity")
+    semantic_rank: int | None
+    semantic_score: float | None = Field(description="cosine similarity of the embeddings")
+    fused_score: float = Field(description="the fusion of both sides, 0..1")
+    title_match: Literal["exact", "typo", "prefix"] | None = Field(
+        description="the query is the title (normalised), the title up to typos, or its start"
+    )
+
+
+class SearchHit(ScoredCourse):
+    score: float = Field(
+        description="relevance, higher first: the fused score (0..1) plus 3 for an exact title "
+        "match, 2 for the title up to typos, 1 for the start of the title"
+    )
+    highlight: Highlight | None = None
+    explain: Explanation | None = Field(default=None, description="with `explain=true` only")
+
+
+class FacetCount(BaseModel):
+    value: str | bool | None = Field(description="null: the course has no value for the field")
+    count: int
+
+
+class SearchPage(BaseModel):
+    items: list[SearchHit]
+    next_cursor: str | None
+    facets: dict[str, list[FacetCount]] | None = Field(
+        default=None,
+        description="with `facets=`: counts over every result of the query and filters (all "
+        "pages), most frequent first",
+    )
+    degraded: list[Literal["semantic"]] = Field(
+        default_factory=list,
+        description="parts of the search that could not take part (answered without them)",
+    )
 
 
 def course_out(row: Any) -> CourseOut:
