@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     DateTime,
     Float,
     Index,
@@ -20,6 +21,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.db import Base
 
 INDEX_STATES = ("pending", "indexed", "failed")
+# What title suggestions match on (shared/catalog/suggest.py): lower case, each run of
+# non-alphanumerics one space, trimmed.
+NORMALISED_TITLE = "btrim(regexp_replace(lower(title), '[^[:alnum:]]+', ' ', 'g'))"
 
 
 class Course(Base):
@@ -52,6 +56,8 @@ class Course(Base):
     index_state: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
     indexed_version: Mapped[int | None] = mapped_column(BigInteger)
     index_error: Mapped[str | None] = mapped_column(Text)
+    # Stored, not an index expression: suggestions recheck and rank candidate rows on it.
+    title_normalised: Mapped[str] = mapped_column(Text, Computed(NORMALISED_TITLE, persisted=True))
 
     __table_args__ = (
         CheckConstraint(f"index_state IN {INDEX_STATES}", name="index_state"),
@@ -63,5 +69,17 @@ class Course(Base):
             "ix_courses_index_backlog",
             "id",
             postgresql_where=text("index_state <> 'indexed'"),
+        ),
+        Index(
+            "ix_courses_title_suggest_prefix",
+            "title_normalised",
+            postgresql_ops={"title_normalised": "text_pattern_ops"},
+        ),
+        Index(
+            "ix_courses_title_suggest_trgm",
+            "title_normalised",
+            postgresql_using="gin",
+            postgresql_ops={"title_normalised": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
     )
