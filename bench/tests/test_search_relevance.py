@@ -14,6 +14,7 @@ from bench.search_relevance import (
     check_paraphrase,
     load_paraphrases,
     prefix_ceiling,
+    prefix_groups,
     rank_of,
     transpose_one,
     two_word_prefix,
@@ -96,8 +97,11 @@ def test_the_interval_holds_the_mean_and_narrows_with_more_queries() -> None:
     assert width(2000) < width(100) / 2
 
 
-def test_the_prefix_ceiling_counts_groups_larger_than_a_page() -> None:
-    shared = [Query("two-word prefix", "Introduction to", target=f"i{i}") for i in range(20)]
-    alone = [Query("two-word prefix", "Finance for", target="f")]
-    assert prefix_ceiling(alone, shared + alone) == 1.0
-    assert prefix_ceiling(shared, shared + alone) == 0.5
+def test_the_prefix_ceiling_counts_groups_larger_than_a_page_in_the_whole_catalogue() -> None:
+    courses = [{"id": f"i{i}", "title": f"Introduction to Topic {i}"} for i in range(20)]
+    courses += [{"id": "f", "title": "Finance for Managers"}]
+    groups = prefix_groups(courses)
+    assert groups == {"introduction to": 20, "finance for": 1}
+    sampled = [Query("two-word prefix", "Introduction to", target="i3")]
+    assert prefix_ceiling(sampled, groups) == 0.5
+    assert prefix_ceiling([Query("two-word prefix", "Finance for", target="f")], groups) == 1.0

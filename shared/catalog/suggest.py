@@ -7,8 +7,10 @@ case, every run of non-alphanumerics one space. A title ranks by how it matches 
 3. near misses, for typos ("mahcine lerning"): titles with a stretch of words whose trigrams
    are like the text's (pg_trgm word similarity); those whose first words look most like the
    text first (a mistyped prefix), then by strict word similarity anywhere in the title.
-Within a rank, shorter titles first (the completion closest to what was typed), then the better
-rated, then by id so the order is total and stable.
+Within the first two ranks, titles where the last typed word is a whole word come first (the
+word was finished: "data science" puts "Data Science Ethics" before "Data Scientist's Toolbox").
+Then, in every rank, shorter titles first (the completion closest to what was typed), then the
+better rated, then by id so the order is total and stable.
 
 Ordering near misses by their first words is what makes a mistyped two-word prefix find its
 course: on the Coursera catalogue (600 titles, one swapped pair of letters in the first two
@@ -48,6 +50,8 @@ _STARTING_WITH = text(f"""
     SELECT id, title FROM courses
     WHERE {_LIKE_TYPED} AND deleted_at IS NULL
     ORDER BY CASE WHEN title_normalised LIKE :prefix THEN 0 ELSE 1 END,
+             CASE WHEN (title_normalised || ' ') LIKE :whole_prefix
+                    OR (' ' || title_normalised || ' ') LIKE :whole_word THEN 0 ELSE 1 END,
              length(title), rating DESC NULLS LAST, id
     LIMIT :limit
 """)
@@ -92,6 +96,8 @@ class TitleSuggestions:
             "text": query,
             "prefix": query + "%",
             "word_start": "% " + query + "%",
+            "whole_prefix": query + " %",
+            "whole_word": "% " + query + " %",
             "words": len(query.split()),
             "limit": limit,
         }
