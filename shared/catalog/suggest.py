@@ -8,7 +8,8 @@ case, every run of non-alphanumerics one space. A title ranks by how it matches 
    are like the text's (pg_trgm word similarity); those whose first words look most like the
    text first (a mistyped prefix), then by strict word similarity anywhere in the title.
 Within the first two ranks, titles where the last typed word is a whole word come first (the
-word was finished: "data science" puts "Data Science Ethics" before "Data Scientist's Toolbox").
+word was finished: "art" puts "Art and Science of Machine Learning" before the shorter "Arts and
+Heritage Management").
 Then, in every rank, shorter titles first (the completion closest to what was typed), then the
 better rated, then by id so the order is total and stable.
 
