@@ -26,6 +26,7 @@ from api.routes import (
     metrics,
     recommendations,
     search,
+    suggest,
     tasks,
 )
 from api.write_path import WriteDispatcher
@@ -146,8 +147,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CourseByIdFastPath)
     # Added last, so outermost: every response (413s included) carries the request id.
     app.add_middleware(ObservabilityMiddleware)
-    # `recommendations` before `courses`: /v1/courses/popular is not a course id.
-    for module in (health, recommendations, courses, search, tasks, learners, keys, metrics):
+    # `recommendations` before `courses`: /v1/courses/popular is not a course id; `suggest`
+    # before `search`, so /v1/search/suggest stays its own route whatever search adds.
+    routers = (health, recommendations, courses, suggest, search, tasks, learners, keys, metrics)
+    for module in routers:
         app.include_router(module.router)
     return app
 

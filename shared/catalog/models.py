@@ -23,6 +23,8 @@ from shared.db import Base
 INDEX_STATES = ("pending", "indexed", "failed")
 
 
+# What title suggestions match on (shared/catalog/suggest.py): lower case, each run of
+# non-alphanumerics one space, trimmed.
 class Course(Base):
     __tablename__ = "courses"
 
@@ -75,11 +77,20 @@ class Course(Base):
         Index("ix_courses_provider", "provider"),
         Index("ix_courses_level_language", "level", "language"),
         Index("ix_courses_search_vector", "search_vector", postgresql_using="gin"),
+        # Without a pending list: freshly written courses would sit in an unordered list every
+        # query scans in full until a vacuum (8 ms a suggestion on 3.4k new rows, not 0.1 ms).
         Index(
             "ix_courses_search_title_trgm",
             "search_title",
             postgresql_using="gin",
             postgresql_ops={"search_title": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
+        ),
+        # Suggestions: a prefix of the whole normalised title (migration 0007).
+        Index(
+            "ix_courses_search_title_prefix",
+            "search_title",
+            postgresql_ops={"search_title": "text_pattern_ops"},
         ),
         Index(
             "ix_courses_index_backlog",

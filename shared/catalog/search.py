@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
-import numpy as np
 from pymilvus import AsyncMilvusClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.catalog.filters import CourseFilters, milvus_expression
 from shared.catalog.keyword import KeywordSearch
+from shared.catalog.query_embedding import QueryBatcher
 from shared.catalog.ranking import (
     Fusion,
     Ranked,
@@ -127,36 +127,17 @@ class CourseSearch:
         self.collection = collection
         self.embedder = embedder
         self.cache = QueryCache()
-        self._encoding: dict[str, asyncio.Task[list[float]]] = {}
+        self.queries = QueryBatcher(embedder.encode, self.cache)
         self.candidates = candidates
         self.semantic_budget_s = semantic_budget_s
         self.fusion: Fusion = fusion
         self.breaker = CircuitBreaker(breaker_cooldown_s, probe_s=semantic_budget_s)
 
     async def encode_query(self, text: str) -> list[float]:
-        key = " ".join(text.split())
-        vector = self.cache.get(key)
-        if vector is not None:
-            return vector
-        # One encoding per text at a time, shielded: a search that runs out of its time budget
-        # stops waiting, but the encoding still lands in the cache for the next one.
-        task = self._encoding.get(key)
-        if task is None:
-            task = asyncio.create_task(self._encode(key))
-            self._encoding[key] = task
-            task.add_done_callback(lambda done: self._encoded(key, done))
-        return await asyncio.shield(task)
-
-    async def _encode(self, key: str) -> list[float]:
-        encoded: np.ndarray = await anyio.to_thread.run_sync(self.embedder.encode, [key])
-        vector: list[float] = encoded[0].tolist()
-        self.cache.put(key, vector)
-        return vector
-
-    def _encoded(self, key: str, task: "asyncio.Task[list[float]]") -> None:
-        self._encoding.pop(key, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("query embedding failed: %r", task.exception())
+        """The query's embedding: cached, shared by concurrent searches for the same text and
+        batched with other concurrent queries. A search that runs out of its time budget stops
+        waiting, but the encoding still lands in the cache for the next one."""
+        return await self.queries.embed(text)
 
     async def _nearest(
         self,

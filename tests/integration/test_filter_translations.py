@@ -14,14 +14,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from pymilvus import MilvusClient
-from sqlalchemy import Table, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from devstack.stack import LocalStack, free_port
@@ -31,6 +31,7 @@ from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import CourseIn, Level, content_hash
 from shared.db import create_engine, create_sessionmaker, transaction
 from shared.milvus import ensure_collection, entity, literal
+from shared.prestart import migrate
 from shared.settings import Settings
 
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -165,20 +166,14 @@ def services() -> Iterator[Services]:
         stack = LocalStack(
             env={"COURSEWISE_MILVUS_URI": f"http://127.0.0.1:{port}"}, var_dir=Path(tmp) / "var"
         )
-        engine = create_engine(
-            Settings(), url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
-        )
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+        engine = create_engine(Settings(), url=url)
         try:
             stack.start_milvus(Path(tmp) / "milvus")
             milvus = MilvusClient(uri=f"http://127.0.0.1:{port}")
 
-            async def create_table() -> None:
-                async with engine.begin() as connection:
-                    # A mapped class's __table__ is a Table; SQLAlchemy types it as a FromClause.
-                    table = cast(Table, Course.__table__)
-                    await connection.run_sync(Course.metadata.create_all, tables=[table])
-
-            loop.run_until_complete(create_table())
+            # The real schema: search's generated columns need the migrations' SQL functions.
+            migrate(Settings(database_url=url))
             ensure_collection(milvus, COLLECTION, DIM)
             yield Services(loop, engine, create_sessionmaker(engine), milvus)
             milvus.close()
