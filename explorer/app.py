@@ -4,13 +4,15 @@ streamlit run explorer/app.py   # COURSEWISE_EXPLORER_API_URL, COURSEWISE_API_KE
 
 Pages (the address says which, so a page can be shared): search with filters (the default),
 `?course=ID` a course with similar courses, `?learner=ID` a learner with recommendations.
+Search shows title suggestions for the text in the box, highlights, a sort, and facet counts in
+the sidebar (choosing a value sets that filter).
 """
 
 from typing import Any
 
 import streamlit as st
 
-from explorer.client import LEVELS, ReadApi
+from explorer.client import LEVELS, SORTS, ReadApi
 
 st.set_page_config(page_title="Coursewise explorer", layout="wide")
 
@@ -47,12 +49,90 @@ def course_list(items: list[dict[str, Any]], key: str) -> None:
                 kwargs={"course": item["id"]},
                 type="tertiary",
             )
+            highlight = item.get("highlight") or {}
+            # Safe as HTML: the API escapes everything in `highlight.title` and
+            # `highlight.snippet` except its own <mark></mark> (docs/api.md, Highlights). Only
+            # these two strings are ever rendered with unsafe_allow_html.
+            if "<mark>" in (highlight.get("title") or ""):
+                st.markdown(f"Title: {highlight['title']}", unsafe_allow_html=True)
+            if highlight.get("snippet"):
+                st.markdown(highlight["snippet"], unsafe_allow_html=True)
             line = facts(item)
             if "score" in item:
                 line += f" · match {item['score']:.2f}"
             st.caption(line)
             if item.get("reason"):
                 st.write(item["reason"])
+
+
+# A facet's name, the filter (sidebar widget key) choosing one of its values sets, and that
+# filter's value; None where no filter expresses the value (no provider, unknown duration, "50+",
+# free=false, which the sidebar's checkbox cannot say).
+def facet_filter(facet: str, value: Any) -> tuple[str, Any] | None:
+    if value is None:
+        return None
+    if facet == "level":
+        return ("level", value) if value in LEVELS else None
+    if facet in ("language", "provider"):
+        return facet, str(value)
+    if facet == "skills":
+        return "skill", str(value)
+    if facet == "free":
+        return ("free", True) if value is True else None
+    if facet == "duration":
+        upper = str(value).partition("-")[2]
+        return ("max_duration", float(upper)) if upper else None
+    return None
+
+
+def set_filter(key: str, value: Any) -> None:
+    # A callback runs before the rerun draws the sidebar, so its widgets may still be set.
+    st.session_state[key] = value
+
+
+def facet_counts(facets: dict[str, list[dict[str, Any]]]) -> None:
+    st.sidebar.subheader("In these results")
+    for facet, values in facets.items():
+        if not values:
+            continue
+        st.sidebar.markdown(f"**{facet.capitalize()}**")
+        for entry in values[:8]:
+            value, count = entry["value"], entry["count"]
+            shown = (
+                "none"
+                if value is None
+                else str(value).lower()
+                if value in (True, False)
+                else str(value)
+            )
+            target = facet_filter(facet, value)
+            if target is None:
+                st.sidebar.text(f"{shown} ({count})")
+            else:
+                st.sidebar.button(
+                    f"{shown} ({count})",
+                    key=f"facet-{facet}-{value!r}",
+                    on_click=set_filter,
+                    args=target,
+                    type="tertiary",
+                )
+
+
+def suggestions(query: str) -> None:
+    # Streamlit has no keystroke event: these follow the box's text at each rerun (Enter, or
+    # leaving the box).
+    result = read_api().suggest(query)
+    if not result.ok or not result.data["items"]:
+        return
+    st.markdown("Titles like this:")
+    for item in result.data["items"]:
+        st.button(
+            f"→ {item['title']}",
+            key=f"suggest-{item['id']}",
+            on_click=go,
+            kwargs={"course": item["id"]},
+            type="tertiary",
+        )
 
 
 def sidebar() -> dict[str, Any]:
@@ -78,11 +158,23 @@ def sidebar() -> dict[str, Any]:
 
 def search_page(filters: dict[str, Any]) -> None:
     st.title("Course catalogue")
-    query = st.text_input("What do you want to learn?", key="query").strip()
-    result = read_api().search(query, filters) if query else read_api().browse(filters)
+    box, order = st.columns([4, 1])
+    query = box.text_input("What do you want to learn?", key="query").strip()
+    sort = order.selectbox("Sort by", SORTS, key="sort", disabled=not query)
+    if query:
+        suggestions(query)
+    result = read_api().search(query, filters, sort=sort) if query else read_api().browse(filters)
     if not result.ok:
         st.warning(result.problem)
         return
+    if result.data.get("degraded"):
+        st.warning(
+            "Matched by words only: meaning-based search ("
+            + ", ".join(result.data["degraded"])
+            + ") is unavailable right now, so results may miss courses that use other words."
+        )
+    if result.data.get("facets"):
+        facet_counts(result.data["facets"])
     items = result.data["items"]
     heading = f'{len(items)} result(s) for "{query}"' if query else f"{len(items)} course(s)"
     st.subheader(heading + (" (more available)" if result.data.get("next_cursor") else ""))

@@ -11,6 +11,9 @@ from urllib.parse import quote
 import httpx
 
 LEVELS = ("beginner", "intermediate", "advanced", "mixed")
+# What GET /v1/search offers (docs/api.md, Search).
+SORTS = ("relevance", "rating", "newest", "duration", "price")
+FACETS = ("level", "language", "provider", "skills", "free", "duration")
 
 
 @dataclass
@@ -54,8 +57,28 @@ class ReadApi:
             message = response.reason_phrase
         return Result(problem=message, status=response.status_code)
 
-    def search(self, query: str, filters: dict[str, Any], limit: int = 20) -> Result:
-        return self._get("/v1/search", {"q": query, "limit": limit, **filters})
+    def search(
+        self,
+        query: str,
+        filters: dict[str, Any],
+        *,
+        sort: str = "relevance",
+        facets: tuple[str, ...] = FACETS,
+        semantic_ratio: float | None = None,
+        limit: int = 20,
+    ) -> Result:
+        params = {
+            "q": query,
+            "limit": limit,
+            "sort": sort,
+            "facets": ",".join(facets),
+            "semantic_ratio": semantic_ratio,
+            **filters,
+        }
+        return self._get("/v1/search", params)
+
+    def suggest(self, query: str, limit: int = 5) -> Result:
+        return self._get("/v1/search/suggest", {"q": query, "limit": limit})
 
     def browse(self, filters: dict[str, Any], limit: int = 20) -> Result:
         return self._get("/v1/courses", {"limit": limit, **filters})

@@ -156,3 +156,37 @@ def test_learner_page_shows_explained_recommendations(  # type: ignore[no-untype
         .first
     ).to_be_visible()
     page.close()
+
+
+def test_search_shows_highlights_facets_and_suggestions(explorer: str, browser) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(explorer)
+    box = page.get_by_label("What do you want to learn?")
+    box.fill("python")
+    box.press("Enter")
+    main = page.locator('[data-testid="stMain"]')
+    expect(page.get_by_text(re.compile(r'result\(s\) for "python"'))).to_be_visible()
+    # The matched word is marked in a title, as HTML (not shown as a literal tag).
+    expect(main.locator("mark").filter(has_text=re.compile("^python$", re.I)).first).to_be_visible()
+    assert "<mark>" not in main.inner_text()
+
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    advanced = sidebar.get_by_role("button", name=re.compile(r"^advanced \(\d+\)$"))
+    expect(advanced).to_be_visible()
+    expect(sidebar.get_by_role("button", name=re.compile(r"^python \(\d+\)$"))).to_be_visible()
+    advanced.click()  # a facet value applies as its filter
+    expect(sidebar.get_by_role("radio", name="advanced")).to_be_checked()
+    expect(page.get_by_role("button", name=re.compile(r"^beginner \(\d+\)$"))).to_have_count(0)
+    after = captions(page)
+    assert after and all("Level: advanced" in caption for caption in after)
+
+    beginner = "Python Foundations: From Zero to Useful Scripts"
+    suggestion = main.get_by_role("button", name=f"→ {beginner}", exact=True)
+    expect(suggestion).to_be_visible()
+    suggestion.click()
+    expect(page.get_by_role("heading", name=beginner, exact=True)).to_be_visible()
+    assert "python-foundations" in page.url
+    page.close()
