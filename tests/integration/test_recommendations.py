@@ -135,15 +135,20 @@ def test_retrain_produces_a_new_version_and_changes_recommendations(
     assert scores(after) != scores(before)
 
 
+@pytest.fixture(scope="module")
+def elsewhere(api: httpx.Client) -> Community:
+    return popular_elsewhere(api)
+
+
 @pytest.mark.parametrize(
     "history",
     [[("enroll", 0)], [("enroll", 0), ("complete", 1)]],
     ids=["one course", "two courses"],
 )
 def test_a_learners_own_subject_shows_even_when_popular_courses_are_about_others(
-    api: httpx.Client, history: list[tuple[str, int]]
+    api: httpx.Client, elsewhere: Community, history: list[tuple[str, int]]
 ) -> None:
-    catalog = popular_elsewhere(api)
+    catalog = elsewhere
     niche, mainstream = catalog.ids("niche"), catalog.ids("mainstream")
     popular = api.get("/v1/courses/popular", params={"limit": 10, "window": "30d"}).json()
     # Popularity alone would show none of the niche.
