@@ -141,7 +141,7 @@ class Settings(BaseSettings):
     rec_candidates: int = Field(default=100, ge=10, le=1000)
     # A learner with history gets at least this many of their nearest courses by content in
     # their list (docs/recommendations.md: what it costs on MOOCCube).
-    rec_own_slots: int = Field(default=2, ge=0, le=100)
+    rec_own_slots: int = Field(default=1, ge=0, le=100)
     # Learners with exactly this many taken courses are served popularity (plus their own
     # places) instead of the blend: where the evaluation's tuning half found the blend no better.
     rec_popular_histories: list[int] = Field(default_factory=list)
