@@ -159,8 +159,14 @@ class Settings(BaseSettings):
     interests_blend_popular: float = Field(default=0.2, ge=0)
     # Candidates each model contributes before blending.
     rec_candidates: int = Field(default=100, ge=10, le=1000)
+    # A learner with history gets at least this many of their nearest courses by content in
+    # their list (docs/recommendations.md: what it costs on MOOCCube).
+    rec_own_slots: int = Field(default=1, ge=0, le=100)
+    # Learners with exactly this many taken courses are served popularity (plus their own
+    # places) instead of the blend: where the evaluation's tuning half found the blend no better
+    # (2026-12-02: six or more courses; a learner's reads see at most 1,000 interactions).
+    rec_popular_histories: list[int] = Field(default_factory=lambda: list(range(6, 1001)))
     popular_window_days: float = Field(default=3650.0, gt=0)
-    popular_cache_s: float = Field(default=10.0, ge=0)
     # Implicit ALS (chosen on the same evaluation: more factors or less regularisation overfit
     # this sparse data).
     als_factors: int = Field(default=16, ge=2, le=1024)

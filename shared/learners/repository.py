@@ -50,7 +50,7 @@ class LearnerRepository:
                     Interaction.occurred_at,
                 )
                 .where(Interaction.learner_id == learner_id)
-                .order_by(Interaction.occurred_at.desc())
+                .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
                 .limit(limit)
             )
         ).all()

@@ -132,3 +132,19 @@ class PopularityRepository:
         if exclude:
             query = query.where(Interaction.course_id.not_in(list(exclude)))
         return [(row[0], int(row[1])) for row in (await self.session.execute(query)).all()]
+
+    async def learners_of(self, course_ids: Sequence[str], *, since: datetime) -> dict[str, int]:
+        """Distinct learners since `since` of each of these courses (absent: none)."""
+        if not course_ids:
+            return {}
+        learners = func.count(func.distinct(Interaction.learner_id))
+        query = (
+            select(Interaction.course_id, learners)
+            .where(Interaction.course_id.in_(list(course_ids)), Interaction.occurred_at >= since)
+            .group_by(Interaction.course_id)
+        )
+        return {row[0]: int(row[1]) for row in (await self.session.execute(query)).all()}
+
+    async def newest(self) -> datetime | None:
+        """When the newest interaction happened: the instant the data describes."""
+        return await self.session.scalar(select(func.max(Interaction.occurred_at)))

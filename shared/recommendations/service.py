@@ -11,9 +11,7 @@ learner's latest interaction counts at once, without a retrain.
 The API route and the evaluation (bench/evaluate_recs.py) both call `Recommender.recommend`.
 """
 
-import json
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -73,8 +71,10 @@ class Candidates:
     popular: dict[str, float] = field(default_factory=dict)
     model_version: int | None = None
     history_vectors: dict[str, np.ndarray] = field(default_factory=dict)
-    # Embeddings of the content and popular candidates, so each is scored by content exactly.
+    # Embeddings of the candidates, so each is scored by content exactly.
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    # The content search's own answer, nearest first: the learner's subjects.
+    nearest: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,25 @@ def _reason(source: str, candidates: Candidates) -> ReasonCode:
     return ReasonCode.popular
 
 
+def own_subjects(order: list[str], nearest: list[str], limit: int, slots: int) -> list[str]:
+    """The first `limit` of `order`, with at least `slots` of them among the learner's
+    `2 * slots` nearest courses by content: if the blend left fewer there (popularity outweighs
+    a subject few learners take), the best-ranked of those take the last places. A learner's
+    own subjects then always show in their list; the blend still orders the rest. (Nearest
+    means the very nearest: the tenth nearest of a learner with a small subject is already
+    another subject.)"""
+    top = order[:limit]
+    close = set(nearest[: 2 * slots])
+    need = slots - sum(1 for course_id in top if course_id in close)
+    extra = [course_id for course_id in order[limit:] if course_id in close][: max(0, need)]
+    if not extra:
+        return top
+    # The lowest-ranked of the others make room; a nearest course already in stays.
+    others = [course_id for course_id in top if course_id not in close]
+    dropped = set(others[len(others) - len(extra) :])
+    return [course_id for course_id in top if course_id not in dropped] + extra
+
+
 def fold_in(
     gram: np.ndarray, item_factors: np.ndarray, weights: np.ndarray, settings: Settings
 ) -> np.ndarray:
@@ -158,14 +177,23 @@ def fold_in(
     return np.asarray(np.linalg.solve(a, b))
 
 
+def blend_weights(found: Candidates, settings: Settings) -> BlendWeights:
+    """The blend a learner is served: interests at cold start; popularity for the history
+    lengths where the blend measured no better (`rec_popular_histories`); else the settings'."""
+    if found.strategy is Strategy.interests:
+        return BlendWeights(1.0, 0.0, settings.interests_blend_popular)
+    if found.strategy is Strategy.hybrid and len(found.seen) in settings.rec_popular_histories:
+        return BlendWeights(0.0, 0.0, 1.0)
+    return BlendWeights.from_settings(settings)
+
+
 class Recommender:
     def __init__(self, milvus: AsyncMilvusClient, settings: Settings, search: CourseSearch):
         self.milvus = milvus
         self.settings = settings
         self.search = search
+        # The Gram matrix of the active model, by version: a version never changes.
         self._gram: tuple[int, np.ndarray] | None = None
-        self._popular: dict[str, tuple[float, list[tuple[str, int]]]] = {}
-        self._course_vectors: dict[str, tuple[float, np.ndarray]] = {}
 
     # --- building blocks ---------------------------------------------------------------------
     async def _model(self, session: AsyncSession) -> tuple[ActiveModel, np.ndarray] | None:
@@ -217,59 +245,32 @@ class Recommender:
                 vectors[hit["id"]] = np.asarray(hit["entity"]["vector"], dtype=np.float64)
         return {hit["id"]: float(hit["distance"]) for hit in hits[0]}
 
-    async def _popular_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """Embeddings of popular courses, cached as long as the popularity itself: the same
-        few hundred courses are candidates for every learner."""
-        now = time.monotonic()
-        found = {
-            i: v
-            for i, (until, v) in ((i, self._course_vectors.get(i, (0.0, None))) for i in ids)
-            if v is not None and until > now
-        }
-        missing = [i for i in ids if i not in found]
-        if missing:
-            fetched = await self._vectors(self.settings.milvus_collection, missing)
-            if self.settings.popular_cache_s > 0:
-                if len(self._course_vectors) > 4 * POPULAR_POOL:
-                    self._course_vectors.clear()
-                until = now + self.settings.popular_cache_s
-                self._course_vectors.update({i: (until, v) for i, v in fetched.items()})
-            found.update(fetched)
-        return found
-
     async def popular(
         self, session: AsyncSession, filters: CourseFilters, window: timedelta
     ) -> list[tuple[str, int]]:
-        """The most popular live courses within a window (cached briefly per process)."""
-        key = json.dumps([filters.model_dump(mode="json"), window.total_seconds()])
-        cached = self._popular.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        """The most popular live courses within a window ending now."""
         since = datetime.now(UTC) - window
-        ranked = await PopularityRepository(session).trending(
+        return await PopularityRepository(session).trending(
             filters, since=since, limit=POPULAR_POOL
         )
-        if self.settings.popular_cache_s > 0:
-            if len(self._popular) > 256:
-                self._popular.clear()
-            self._popular[key] = (now + self.settings.popular_cache_s, ranked)
-        return ranked
 
     # --- candidates ----------------------------------------------------------------------------
     async def candidates(
         self, session: AsyncSession, learner_id: str, filters: CourseFilters
     ) -> Candidates:
+        """Every model's candidates, each scored by every model, from the data alone: no cache,
+        and no clock (recency and the popularity window end at the newest interaction)."""
         settings = self.settings
         pool = settings.rec_candidates
         repo = LearnerRepository(session)
+        popularity = PopularityRepository(session)
         learner = await repo.get(learner_id)
         rows = await repo.interactions(learner_id) if learner is not None else []
-        now = datetime.now(UTC)
+        as_of = await popularity.newest() or datetime.now(UTC)
         history = {
             course_id: weight
             for course_id, weight in aggregate(
-                settings, ((r.course_id, r.type, r.value, r.occurred_at) for r in rows), now
+                settings, ((r.course_id, r.type, r.value, r.occurred_at) for r in rows), as_of
             ).items()
             if weight > 0
         }
@@ -283,11 +284,12 @@ class Recommender:
             strategy = Strategy.popular
         found = Candidates(strategy=strategy, learner=learner, seen=seen, history=history)
 
-        popular = await self.popular(session, filters, timedelta(days=settings.popular_window_days))
+        since = as_of - timedelta(days=settings.popular_window_days)
+        trending = await popularity.trending(filters, since=since, limit=POPULAR_POOL)
+        counts = {course_id: count for course_id, count in trending if course_id not in seen}
         found.popular = {
-            course_id: math.log1p(count) for course_id, count in popular if course_id not in seen
+            course_id: math.log1p(count) for course_id, count in list(counts.items())[:pool]
         }
-        found.popular = dict(list(found.popular.items())[:pool])
         if strategy is Strategy.popular:
             return found
 
@@ -312,14 +314,7 @@ class Recommender:
         norm = float(np.linalg.norm(vector))
         if norm > 0:
             found.content = await self._nearest(collection, vector, expression, pool, found.vectors)
-            # A popular course outside the nearest ones gets its own similarity, not the
-            # lowest of the list: the blend then ranks popular-but-unrelated courses below
-            # popular-and-related ones (measured: NDCG@10 +3% on MOOCCube).
-            others = [i for i in found.popular if i not in found.content]
-            if others:
-                for course_id, course_vector in (await self._popular_vectors(others)).items():
-                    found.vectors[course_id] = course_vector
-                    found.content[course_id] = float(course_vector @ vector / norm)
+            found.nearest = list(found.content)
 
         # Collaborative: fold the learner into the active model.
         model = await self._model(session) if history else None
@@ -333,6 +328,25 @@ class Recommender:
                 weights = np.asarray([history[i] for i in ids])
                 user = fold_in(gram, factors, weights, settings)
                 found.als = await self._nearest(active.collection, user, expression, pool)
+
+        # Every candidate scored by content and popularity themselves, not by a stand-in: a
+        # popular course outside the nearest ones has its own similarity, a similar course
+        # outside the most popular its own popularity (a floor of 0 there made the blend all
+        # but ignore any course below the top `rec_candidates` popular ones).
+        everyone = set(found.content) | set(found.popular) | set(found.als)
+        if norm > 0:
+            missing = sorted(everyone - found.vectors.keys())
+            found.vectors.update(await self._vectors(collection, missing))
+            for course_id in everyone - found.content.keys():
+                if course_id in found.vectors:
+                    found.content[course_id] = float(found.vectors[course_id] @ vector / norm)
+        outside = sorted(everyone - counts.keys() - seen)
+        counts.update(await popularity.learners_of(outside, since=since))
+        found.popular = {
+            course_id: math.log1p(counts.get(course_id, 0))
+            for course_id in everyone
+            if course_id not in seen
+        }
         return found
 
     # --- the read ------------------------------------------------------------------------------
@@ -347,16 +361,17 @@ class Recommender:
     ) -> RecommendationPage:
         found = await self.candidates(session, learner_id, filters)
         if weights is None:
-            weights = BlendWeights.from_settings(self.settings)
-            if found.strategy is Strategy.interests:
-                weights = BlendWeights(1.0, 0.0, self.settings.interests_blend_popular)
-        ranked = blend(found, weights, limit * 2)
+            weights = blend_weights(found, self.settings)
+        ranked = blend(found, weights, len(found.popular) + len(found.content) + len(found.als))
+        # The blend's head and the learner's nearest courses (which `own_subjects` may lift).
+        nearest = set(found.nearest[: 2 * self.settings.rec_own_slots])
+        shortlist = ranked[: limit * 2] + [r for r in ranked[limit * 2 :] if r.course_id in nearest]
         rows = await CourseRepository(session).get_many(
-            [r.course_id for r in ranked] + sorted(found.history_vectors)
+            [r.course_id for r in shortlist] + sorted(found.history_vectors)
         )
         learner = found.learner
         kept: list[tuple[Ranked, Course, float]] = []
-        for item in ranked:
+        for item in shortlist:
             row = rows.get(item.course_id)
             if row is None or row.deleted_at is not None or not matches(filters, row):
                 continue
@@ -368,7 +383,17 @@ class Recommender:
                 score += PREFERENCE_BOOST
             kept.append((item, row, score))
         kept.sort(key=lambda entry: (-entry[2], entry[0].course_id))
-        kept = kept[:limit]
+        by_id = {entry[0].course_id: entry for entry in kept}
+        order = [entry[0].course_id for entry in kept]
+        chosen = own_subjects(order, found.nearest, limit, self.settings.rec_own_slots)
+        kept = []
+        for course_id in chosen:
+            item, row, score = by_id[course_id]
+            if course_id not in order[:limit]:
+                # There for the learner's own courses, whatever model ranked it.
+                reason = _reason("content", found)
+                item = Ranked(course_id, item.score, reason)
+            kept.append((item, row, score))
         because = await self._because(found, [e[0].course_id for e in kept if _similar(e[0])])
         items = []
         for item, row, score in kept:

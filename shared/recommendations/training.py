@@ -81,12 +81,13 @@ async def train(
     sessionmaker: async_sessionmaker[AsyncSession], milvus: MilvusClient, settings: Settings
 ) -> TrainingReport:
     started = time.perf_counter()
-    now = datetime.now(UTC)
     async with sessionmaker() as session:
         rows = await LearnerRepository(session).all_interactions()
         course_ids = sorted({row[1] for row in rows})
         courses = await CourseRepository(session).get_many(course_ids)
     live = {cid: row for cid, row in courses.items() if row.deleted_at is None}
+    # Recency counts back from the newest interaction, as reads do: the data, not the clock.
+    now = max((row[4] for row in rows), default=datetime.now(UTC))
     learner_index: dict[str, int] = {}
     item_index = {cid: i for i, cid in enumerate(sorted(live))}
     cells: dict[tuple[int, int], float] = {}

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.support.http import accept, wait_task
-from tests.support.learning import Community, build, interact, retrain
+from tests.support.learning import Community, build, interact, popular_elsewhere, retrain
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +133,37 @@ def test_retrain_produces_a_new_version_and_changes_recommendations(
     # Only the model changed in between (same interactions, same popularity).
     scores = lambda page: {i["id"]: i["score"] for i in page["items"]}  # noqa: E731
     assert scores(after) != scores(before)
+
+
+@pytest.fixture(scope="module")
+def elsewhere(api: httpx.Client) -> Community:
+    return popular_elsewhere(api)
+
+
+@pytest.mark.parametrize(
+    "history",
+    [[("enroll", 0)], [("enroll", 0), ("complete", 1)]],
+    ids=["one course", "two courses"],
+)
+def test_a_learners_own_subject_shows_even_when_popular_courses_are_about_others(
+    api: httpx.Client, elsewhere: Community, history: list[tuple[str, int]]
+) -> None:
+    catalog = elsewhere
+    niche, mainstream = catalog.ids("niche"), catalog.ids("mainstream")
+    popular = api.get("/v1/courses/popular", params={"limit": 10, "window": "30d"}).json()
+    # Popularity alone would show none of the niche.
+    assert not {item["id"] for item in popular["items"]} & set(niche), popular
+    assert len(mainstream) >= 10
+    learner = catalog.learner(f"new-{uuid.uuid4().hex[:6]}")
+    interact(
+        api,
+        [{"user_id": learner, "course_id": niche[k], "type": kind} for kind, k in history],
+    )
+    body = recommend(api, learner, limit=10)
+    assert body["strategy"] == "hybrid"
+    shown = [item for item in body["items"] if item["id"] in niche]
+    assert shown, [item["title"] for item in body["items"]]
+    # There for the learner's own courses, and said so.
+    assert all(item["reason_code"] != "popular" for item in shown), shown
+    similar = [item for item in shown if item["reason_code"] == "similar_to_taken"]
+    assert all(item["because_of"] in [niche[k] for _, k in history] for item in similar), shown

@@ -65,7 +65,10 @@ def test_misspelt_query_finds_the_course_by_its_other_words(
     api: httpx.Client, demo: list[dict[str, Any]]
 ) -> None:
     ids = [hit["id"] for hit in search(api, q="pyhton for data anlysis", limit=10)["items"]]
-    assert ids[0] == "demo:data-analysis-pandas", ids
+    # Other tests share the catalogue, and a course titled "Python for data analysis" rightly
+    # ranks first (its title up to typos): among the demo's courses, pandas is first.
+    demo_ids = [course_id for course_id in ids if course_id.startswith("demo:")]
+    assert demo_ids[0] == "demo:data-analysis-pandas", ids
     if "demo:python-async-concurrency" in ids:
         assert ids.index("demo:data-analysis-pandas") < ids.index("demo:python-async-concurrency")
 

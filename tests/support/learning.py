@@ -85,3 +85,59 @@ def retrain(api: httpx.Client) -> dict[str, Any]:
 
 def interact(api: httpx.Client, items: list[dict[str, Any]]) -> dict[str, Any]:
     return wait_task(api, accept(api.post("/v1/interactions", json=items)))
+
+
+# A subject few learners take (in no other test's catalogue), beside subjects everyone takes:
+# popularity alone never shows it.
+NICHE = [
+    ("Introduction to astronomy", "Stars, planets, galaxies and the night sky."),
+    ("Observing with a telescope", "Choosing, aligning and using a telescope to observe the sky."),
+    ("The solar system", "Planets, moons, asteroids and comets orbiting the Sun."),
+    ("Stellar astrophysics", "How stars form, shine, evolve and die."),
+    ("Cosmology", "The Big Bang, dark matter, dark energy and the expanding universe."),
+    ("Astrophotography", "Photographing stars, nebulae and galaxies through a telescope."),
+]
+MAINSTREAM = [
+    ("C++ programming", "Classes, templates, pointers and the standard library of C++."),
+    ("Modern C++", "Move semantics, smart pointers and lambdas in C++17."),
+    ("Data structures", "Arrays, linked lists, stacks, queues, trees and hash tables."),
+    ("Algorithms", "Sorting, searching, graph algorithms and dynamic programming."),
+    ("Operating systems", "Processes, threads, memory management and file systems."),
+    ("Computer networks", "TCP/IP, routing, sockets and the layers of the internet."),
+    ("Databases", "Relational models, SQL, indexes and transactions."),
+    ("Compilers", "Lexing, parsing, type checking and code generation."),
+    ("Discrete mathematics", "Logic, sets, combinatorics and graph theory."),
+    ("Software engineering", "Requirements, design, testing and version control."),
+    ("Java programming", "Objects, interfaces, collections and exceptions in Java."),
+    ("Assembly language", "Registers, instructions and calling conventions on x86."),
+]
+
+
+def popular_elsewhere(api: httpx.Client, takers: int = 12) -> Community:
+    """NICHE courses with one learner each, and MAINSTREAM courses that `takers` learners each
+    took (more than any other test's courses): the most popular courses are all MAINSTREAM."""
+    prefix = f"n{uuid.uuid4().hex[:6]}"
+    courses: list[dict[str, Any]] = [
+        {
+            "id": f"{prefix}:{topic}-{number}",
+            "title": title,
+            "description": description,
+            "metadata": {"topic": topic},
+        }
+        for topic, entries in (("niche", NICHE), ("mainstream", MAINSTREAM))
+        for number, (title, description) in enumerate(entries)
+    ]
+    task = wait_task(api, accept(api.post("/v1/courses/bulk", json=courses)))
+    assert task["status"] == "succeeded", task
+    community = Community(prefix, courses)
+    interactions = [
+        {"user_id": community.learner(f"crowd-{n}"), "course_id": course_id, "type": "enroll"}
+        for n in range(takers)
+        for course_id in community.ids("mainstream")
+    ] + [
+        {"user_id": community.learner(f"few-{n}"), "course_id": course_id, "type": "enroll"}
+        for n, course_id in enumerate(community.ids("niche"))
+    ]
+    task = interact(api, interactions)
+    assert task["status"] == "succeeded" and task["counts"]["failed"] == 0, task
+    return community

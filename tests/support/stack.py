@@ -64,8 +64,6 @@ def isolated_env(names: Names) -> Iterator[dict[str, str]]:
             "COURSEWISE_ALS_FACTORS": "16",
             "COURSEWISE_ALS_ITERATIONS": "5",
             "COURSEWISE_ALS_THREADS": "1",
-            # Two API processes: each must see popularity as it is, not as it was cached.
-            "COURSEWISE_POPULAR_CACHE_S": "0",
             # The test machine is shared and often loaded: a search must not answer degraded
             # because a query embedding waited for a core (the budget has its own test).
             "COURSEWISE_SEARCH_SEMANTIC_BUDGET_S": "2",

@@ -6,7 +6,7 @@ from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
 from shared.recommendations.schemas import ReasonCode, Strategy
-from shared.recommendations.service import BlendWeights, Candidates, blend, fold_in
+from shared.recommendations.service import BlendWeights, Candidates, blend, fold_in, own_subjects
 from shared.recommendations.training import fit_als
 from shared.settings import Settings
 
@@ -56,3 +56,17 @@ def test_blend_orders_by_weighted_scores_and_names_the_reason() -> None:
     # Without history, content comes from the interests text.
     found.history = {}
     assert blend(found, BlendWeights(1, 0, 0), 1)[0].reason is ReasonCode.matches_interests
+
+
+def test_own_subjects_lifts_the_learners_nearest_courses_into_the_last_places() -> None:
+    order = [f"p{i}" for i in range(12)] + ["n0", "n1", "n2"]
+    nearest = ["n0", "n1", "n2"]
+    # Two places kept: the best-ranked nearest ones replace the lowest-ranked others.
+    assert own_subjects(order, nearest, 5, 2) == ["p0", "p1", "p2", "n0", "n1"]
+    # A nearest course already in the top counts, and keeps its place.
+    order = ["p0", "n2", "p1", "p2", "p3", "n0", "n1"]
+    assert own_subjects(order, nearest, 5, 2) == ["p0", "n2", "p1", "p2", "n0"]
+    # Enough already, none kept, or nothing near left: the blend's top as it is.
+    assert own_subjects(["n0", "n1", "p0"], nearest, 3, 2) == ["n0", "n1", "p0"]
+    assert own_subjects(order, nearest, 5, 0) == order[:5]
+    assert own_subjects(order, [], 5, 2) == order[:5]
