@@ -10,8 +10,9 @@ them all.
 
 import html
 import re
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,9 @@ START, STOP = "\ue000", "\ue001"
 MAX_WORDS = 32
 # Keyword candidates whose whole document is ranked, per candidate returned.
 POOL = 3
+# A word at least this share of the courses has is matched only together with the other such
+# words of the query (see KeywordSearch.candidates).
+COMMON_SHARE = 0.05
 
 
 def query_words(query: str) -> list[str]:
@@ -72,11 +76,54 @@ def _word_queries_sql(config: str) -> str:
 class KeywordQuery:
     normalised: str
     words: list[str]  # each word's tsquery, in PostgreSQL's text form
+    # Per word: whether COMMON_SHARE or more of the catalogue has it (see `candidates`).
+    common: list[bool] = field(default_factory=list)
 
     @property
     def tsquery(self) -> str | None:
         """Any of the words; None when no word can match."""
         return " | ".join(self.words) or None
+
+
+class WordFrequencies:
+    """The share of courses whose document has each of its most common lexemes, as PostgreSQL's
+    statistics have it (ANALYZE keeps about a thousand for a tsvector column), per database,
+    re-read every `ttl_s`. A lexeme it does not list is rarer than all it lists."""
+
+    def __init__(self, ttl_s: float = 300.0) -> None:
+        self.ttl_s = ttl_s
+        self._read: dict[str, tuple[float, dict[str, float]]] = {}
+
+    async def get(self, session: AsyncSession) -> dict[str, float]:
+        key = str(getattr(session.bind, "url", ""))  # one catalogue per database
+        read_at, shares = self._read.get(key, (0.0, {}))
+        if time.monotonic() - read_at < self.ttl_s:
+            return shares
+        row = (
+            await session.execute(
+                text(
+                    "SELECT CAST(CAST(most_common_elems AS text) AS text[]) AS lexemes,"
+                    " most_common_elem_freqs AS shares FROM pg_stats"
+                    " WHERE schemaname = current_schema() AND tablename = 'courses'"
+                    " AND attname = 'search_vector'"
+                )
+            )
+        ).one_or_none()
+        shares = {}
+        if row is not None and row.lexemes:
+            shares = dict(zip(row.lexemes, row.shares, strict=False))  # 3 summary values after
+        self._read[key] = (time.monotonic(), shares)
+        return shares
+
+
+FREQUENCIES = WordFrequencies()
+LEXEME = re.compile(r"'((?:[^']|'')*)'")
+
+
+def word_share(word_query: str, shares: dict[str, float]) -> float:
+    """The share of courses with a word, by the commonest of its forms in its tsquery."""
+    forms = [m.replace("''", "'") for m in LEXEME.findall(word_query)]
+    return max((shares.get(form, 0.0) for form in forms), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -122,7 +169,10 @@ class KeywordSearch:
                 {"q": query, "language": language, "words": words, "typing": _typing(query)},
             )
         ).one()
-        return KeywordQuery(row.normalised, list(row.words or []))
+        parts = list(row.words or [])
+        shares = await FREQUENCIES.get(self.session)
+        common = [word_share(part, shares) >= COMMON_SHARE for part in parts]
+        return KeywordQuery(row.normalised, parts, common)
 
     async def candidates(
         self, query: KeywordQuery, filters: CourseFilters, *, limit: int
@@ -139,12 +189,18 @@ class KeywordSearch:
         courses have which word, in the whole document and in the head (title, skills,
         provider), comes from one GIN bitmap scan per word and field, which reads no document;
         the `POOL` x `limit` courses best by words, head words and title similarity then have
-        their document read once, for the rank."""
+        their document read once, for the rank.
+
+        Words that COMMON_SHARE or more of the catalogue has (as PostgreSQL's statistics say) are
+        matched together, not one by one: a course is a candidate for them only when it has
+        them all. On their own they select most of a large catalogue, and rank, not select:
+        a course with some of them and none of the rarer words would score below every course
+        with all of them."""
         if not query.normalised:
             return []
         normalised: BindParameter[str] = bindparam("normalised", query.normalised)
         live = [Course.deleted_at.is_(None), *sql_conditions(filters)]
-        zero, one = literal(0), literal(1)
+        zero = literal(0)
         none = cast(literal(0.0), Float)
         branches = [
             # pg_trgm's `%` (similarity >= 0.3, its default threshold) uses the trigram index.
@@ -159,15 +215,19 @@ class KeywordSearch:
                 *live,
             )
         ]
-        for i, word in enumerate(query.words):
-            tsquery = cast(bindparam(f"w{i}", word), TSQUERY)
+        common = [w for w, c in zip(query.words, query.common, strict=False) if c]
+        groups = [[w] for w, c in zip(query.words, query.common, strict=False) if not c]
+        groups += [common] if common else []
+        for i, group in enumerate(groups):
+            tsquery = cast(bindparam(f"w{i}", " & ".join(group)), TSQUERY)
+            count = literal(len(group))
             branches.append(
-                select(Course.id, one, zero, none, zero).where(
+                select(Course.id, count, zero, none, zero).where(
                     Course.search_vector.op("@@")(tsquery), *live
                 )
             )
             branches.append(
-                select(Course.id, zero, one, none, zero).where(
+                select(Course.id, zero, count, none, zero).where(
                     Course.search_head.op("@@")(tsquery), *live
                 )
             )
