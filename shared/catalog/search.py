@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.catalog.filters import CourseFilters, milvus_expression
 from shared.catalog.keyword import KeywordSearch
+from shared.catalog.nearest import NearestBatcher
 from shared.catalog.query_embedding import QueryBatcher
 from shared.catalog.ranking import (
     Fusion,
@@ -128,6 +129,7 @@ class CourseSearch:
         self.embedder = embedder
         self.cache = QueryCache()
         self.queries = QueryBatcher(embedder.encode, self.cache)
+        self.vectors = NearestBatcher(self._search_many)
         self.candidates = candidates
         self.semantic_budget_s = semantic_budget_s
         self.fusion: Fusion = fusion
@@ -162,6 +164,24 @@ class CourseSearch:
         )
         return [(hit["id"], float(hit["distance"])) for hit in hits[0]]
 
+    async def _search_many(
+        self, vectors: list[list[float]], expression: str, limit: int
+    ) -> list[list[tuple[str, float]]]:
+        """One Milvus request for several query vectors (see shared/catalog/nearest.py)."""
+        kwargs: dict[str, Any] = {
+            "limit": limit,
+            "output_fields": ["version"],
+            "timeout": self.semantic_budget_s,  # Milvus's own, beside each caller's budget
+        }
+        if expression:
+            kwargs["filter"] = expression
+        hits = await loaded_async(
+            self.milvus,
+            self.collection,
+            lambda: self.milvus.search(self.collection, data=vectors, **kwargs),
+        )
+        return [[(hit["id"], float(hit["distance"])) for hit in row] for row in hits]
+
     async def _semantic(
         self, query: str, filters: CourseFilters
     ) -> tuple[list[tuple[str, float]], str | None]:
@@ -173,11 +193,8 @@ class CourseSearch:
         try:
             with anyio.fail_after(self.semantic_budget_s):
                 vector = await self.encode_query(query)
-                hits = await self._nearest(
-                    vector,
-                    milvus_expression(filters),
-                    limit=self.candidates,
-                    deadline_s=self.semantic_budget_s,
+                hits = await self.vectors.nearest(
+                    vector, milvus_expression(filters), self.candidates
                 )
         except TimeoutError:
             reason = "timeout"
