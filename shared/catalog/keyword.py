@@ -254,8 +254,14 @@ class KeywordSearch:
             .limit(limit)
         )
         # The planner's estimates for a word are poor, and a sequential scan reads every
-        # document: index scans only (for this read's transaction).
-        await self.session.execute(text("SELECT set_config('enable_seqscan', 'off', true)"))
+        # document: index scans only; and room to count a common word's matches in memory
+        # (a catalogue of 50k spilled to disk at the default 4 MB). For this read's transaction.
+        await self.session.execute(
+            text(
+                "SELECT set_config('enable_seqscan', 'off', true),"
+                " set_config('work_mem', '16MB', true)"
+            )
+        )
         rows = (await self.session.execute(statement)).all()
         return [KeywordHit(row.id, float(row.score)) for row in rows]
 
