@@ -22,6 +22,7 @@ from prometheus_client import (  # noqa: E402
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -67,6 +68,20 @@ SEARCH_DEGRADED = Counter(
     "(timeout, error, circuit_open)",
     ["reason"],
 )
+
+# 1 for what computes this process's vectors; processes that chose differently show one series
+# each (livemax: a process that exited drops out).
+EMBEDDING_BACKEND = Gauge(
+    "coursewise_embedding_backend_info",
+    "The embedding runtime and precision in use, and how the precision was chosen "
+    "(calibrated, cached, forced, only)",
+    ["backend", "precision", "source"],
+    multiprocess_mode="livemax",
+)
+
+
+def observe_embedding_choice(backend: str, precision: str, source: str) -> None:
+    EMBEDDING_BACKEND.labels(backend, precision, source).set(1)
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
