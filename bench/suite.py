@@ -190,10 +190,9 @@ courses/s).
 The service's default is `EMBEDDING_BACKEND=openvino`: OpenVINO runs the same transformer,
 converted in memory from the packaged weights when a process loads it (≈ 4 s, once), with the
 model's own mean pooling and normalisation. It computes in f32, whose vectors equal torch's to
-within float rounding (tested in `tests/integration/test_embedding_backends.py`), unless the CPU
-has AMX: then in bf16 (`EMBEDDING_OPENVINO_PRECISION=auto`; here: {e["default_precision"]}).
-OpenVINO left to itself picks bf16 on any CPU with AVX512_BF16, which is slower than f32
-where AMX is missing (compare the two rows above). `EMBEDDING_BACKEND=torch` goes back to
+within float rounding (tested in `tests/integration/test_embedding_backends.py`), or in bf16
+where that is measurably faster on this host and agrees with f32: {embedding.calibration_text(e)}
+`EMBEDDING_BACKEND=torch` goes back to
 sentence-transformers on torch. {_losers(e)}
 
 ## Bulk ingest (`bench/ingest.py`)
