@@ -26,9 +26,8 @@ def model() -> Iterator[SentenceTransformer]:
 
 def _settings(tmp_path: Path, **changes: object) -> Settings:
     # A budget of one round: enough to decide, and the suite stays short.
-    return Settings(
-        embedding_calibration_dir=tmp_path, embedding_calibration_budget_s=1.0, **changes
-    )
+    settings = Settings(embedding_calibration_dir=tmp_path, embedding_calibration_budget_s=1.0)
+    return settings.model_copy(update=changes)
 
 
 def _compiled_precision(runner: _OpenVinoRunner) -> str:
