@@ -90,6 +90,7 @@ def service_choice(settings: Settings) -> dict[str, Any]:
         "precision": service.calibration.precision,
         "source": service.calibration.source,
         "seconds": service.calibration.seconds,
+        "probe_texts": service.calibration.probe_texts,
         "measured": {name: m.__dict__ for name, m in service.calibration.measured.items()},
         "cache": calibration_file(settings),
     }
@@ -201,7 +202,8 @@ def calibration_text(report: dict[str, Any]) -> str:
         "only": "the only precision this CPU computes",
     }[c["source"]]
     text = f"here **{c['precision']}**, {how}"
-    return text + (f" on the 40-text probe ({probe})." if probe else ".")
+    n = c.get("probe_texts") or "the"
+    return text + (f" on {n} probe texts ({probe})." if probe else ".")
 
 
 def main() -> None:

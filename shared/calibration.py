@@ -41,6 +41,8 @@ MIN_OVERLAP = 0.95
 # busy machine, f32 (the reference, bit-compatible with torch) is kept.
 MIN_SPEEDUP = 1.05
 MAX_ROUNDS = 3
+# Fewer texts than this and a top-10 search over them says little.
+MIN_PROBE_TEXTS = 20
 
 Encode = Callable[[list[str]], np.ndarray]
 
@@ -61,6 +63,7 @@ class Calibration:
     source: str
     measured: dict[str, Measured] = field(default_factory=dict)
     seconds: float = 0.0
+    probe_texts: int = 0
 
 
 def cpu_identity() -> tuple[str, set[str]]:
@@ -158,7 +161,13 @@ def read_cache(path: Path, key: Mapping[str, Any], eligible: list[str]) -> Calib
         measured = {name: Measured(**m) for name, m in data.get("measured", {}).items()}
     except TypeError:
         measured = {}
-    return Calibration(data["precision"], "cached", measured, float(data.get("seconds", 0.0)))
+    return Calibration(
+        data["precision"],
+        "cached",
+        measured,
+        float(data.get("seconds", 0.0)),
+        int(data.get("probe_texts", 0)),
+    )
 
 
 def write_cache(path: Path, key: Mapping[str, Any], calibration: Calibration) -> None:
@@ -168,6 +177,7 @@ def write_cache(path: Path, key: Mapping[str, Any], calibration: Calibration) ->
         "precision": calibration.precision,
         "measured": {name: asdict(m) for name, m in calibration.measured.items()},
         "seconds": calibration.seconds,
+        "probe_texts": calibration.probe_texts,
         "calibrated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     try:
@@ -235,6 +245,16 @@ def measure(
     started = time.perf_counter()
     for name in names:
         candidates[name](texts[:4])  # first inference: lazy initialisation, not speed
+    # As many probe texts as one round fits in the budget (at f32's speed, the slowest
+    # expected), never fewer than MIN_PROBE_TEXTS: on a loaded machine a round of all 40 took
+    # longer than the budget by itself.
+    begun = time.perf_counter()
+    candidates[REFERENCE](texts[:4])
+    per_text = (time.perf_counter() - begun) / 4
+    remaining = budget_s - (time.perf_counter() - started)
+    # The queries (titles) cost about a fifth of the texts each.
+    fits = int(remaining / (per_text * len(names))) - len(queries) // 5
+    texts = texts[: max(MIN_PROBE_TEXTS, min(len(texts), fits))]
     best: dict[str, float] = {}
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for round_ in range(MAX_ROUNDS):
@@ -264,4 +284,4 @@ def measure(
         m = measured[name]
         if m.agrees and m.per_s >= MIN_SPEEDUP * measured[chosen].per_s:
             chosen = name
-    return Calibration(chosen, "calibrated", measured, time.perf_counter() - started)
+    return Calibration(chosen, "calibrated", measured, time.perf_counter() - started, len(texts))

@@ -109,7 +109,9 @@ def _report(backend: str, chosen: Calibration) -> None:
         backend,
         chosen.precision,
         chosen.source,
-        f"; probe: {measured}; {chosen.seconds:.1f} s" if measured else "",
+        f"; probe of {chosen.probe_texts} texts: {measured}; {chosen.seconds:.1f} s"
+        if measured
+        else "",
     )
     observe_embedding_choice(backend, chosen.precision, chosen.source)
 
