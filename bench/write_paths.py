@@ -288,7 +288,7 @@ def main() -> None:
     args = parser.parse_args()
     unique = list({CourseIn.model_validate(c).id: c for c in coursera(None)}.values())
     with own_stack("fresh", keep_logs=args.keep_logs) as bench:
-        bench.stack.start_api(workers=2)
+        bench.stack.start_api(workers=2, timeout=600)  # model loads are slow on a busy host
         bench.stack.start_worker()
         _one_write_applied(bench, unique[0])  # the worker has loaded (and calibrated) its model
         result = capacity(bench, unique, seconds=args.seconds, step_seconds=args.step_seconds)
