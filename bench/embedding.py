@@ -200,6 +200,7 @@ def calibration_text(report: dict[str, Any]) -> str:
         "cached": f"read from the host's calibration cache (measured in {c['seconds']:.1f} s)",
         "forced": "forced by `EMBEDDING_OPENVINO_PRECISION`",
         "only": "the only precision this CPU computes",
+        "over_budget": "f32: the probe did not fit in the calibration budget on this busy host",
     }[c["source"]]
     text = f"here **{c['precision']}**, {how}"
     n = c.get("probe_texts") or "the"

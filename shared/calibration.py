@@ -43,6 +43,7 @@ MIN_SPEEDUP = 1.05
 MAX_ROUNDS = 3
 # Fewer texts than this and a top-10 search over them says little.
 MIN_PROBE_TEXTS = 20
+OVER_BUDGET = "over_budget"
 
 Encode = Callable[[list[str]], np.ndarray]
 
@@ -58,8 +59,9 @@ class Measured:
 @dataclass
 class Calibration:
     precision: str
-    # "calibrated" (measured now), "cached" (read from the file), "forced" (a setting), or
-    # "only" (a single eligible precision: nothing to measure).
+    # "calibrated" (measured now), "cached" (read from the file), "forced" (a setting),
+    # "only" (a single eligible precision: nothing to measure) or "over_budget" (the probe did
+    # not fit in the budget: f32, not cached).
     source: str
     measured: dict[str, Measured] = field(default_factory=dict)
     seconds: float = 0.0
@@ -254,6 +256,10 @@ def measure(
     remaining = budget_s - (time.perf_counter() - started)
     # The queries (titles) cost about a fifth of the texts each.
     fits = int(remaining / (per_text * len(names))) - len(queries) // 5
+    if fits < MIN_PROBE_TEXTS:
+        # Not even the smallest probe fits (a machine this busy measures nothing reliable
+        # anyway): f32, the reference, uncached, so a later start on a quieter host measures.
+        return Calibration(REFERENCE, OVER_BUDGET, {}, time.perf_counter() - started)
     texts = texts[: max(MIN_PROBE_TEXTS, min(len(texts), fits))]
     best: dict[str, float] = {}
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}

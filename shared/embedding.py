@@ -167,7 +167,14 @@ def _openvino_runner(
                     budget_s=max(0.0, settings.embedding_calibration_budget_s - compiled_s),
                 )
                 chosen.seconds += compiled_s
-                calibration.write_cache(path, key, chosen)
+                if chosen.source == calibration.OVER_BUDGET:
+                    log.warning(
+                        "embedding: calibration did not fit in %.0f s here; f32 until a start "
+                        "measures it (EMBEDDING_CALIBRATION_BUDGET_S)",
+                        settings.embedding_calibration_budget_s,
+                    )
+                else:
+                    calibration.write_cache(path, key, chosen)
                 return runners[chosen.precision], chosen
     return _OpenVinoRunner(model, settings, chosen.precision, converted), chosen
 

@@ -74,7 +74,7 @@ SEARCH_DEGRADED = Counter(
 EMBEDDING_BACKEND = Gauge(
     "coursewise_embedding_backend_info",
     "The embedding runtime and precision in use, and how the precision was chosen "
-    "(calibrated, cached, forced, only)",
+    "(calibrated, cached, forced, only, over_budget)",
     ["backend", "precision", "source"],
     multiprocess_mode="livemax",
 )

@@ -74,6 +74,15 @@ def test_a_slower_candidate_is_not_chosen() -> None:
     assert chosen.precision == "f32"
 
 
+def test_a_probe_that_does_not_fit_in_the_budget_is_not_measured() -> None:
+    # 40 ms a text: not even the smallest probe fits in 1 s, so f32 without measuring bf16.
+    chosen = calibration.measure(
+        {"f32": _encoder(0.04), "bf16": _encoder(0.001, noise=0.01)}, budget_s=1
+    )
+    assert (chosen.precision, chosen.source) == ("f32", calibration.OVER_BUDGET)
+    assert chosen.measured == {}  # neither encoded the probe
+
+
 KEY = {"cpu_model": "this one", "torch": "1"}
 
 
