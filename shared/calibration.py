@@ -9,6 +9,8 @@ software (torch, openvino, sentence-transformers, the model's files, the setting
 the speed), so a restart reads it instead of measuring again; a file that does not parse or was
 made for another key is ignored and replaced. A file lock makes processes starting together on
 one host measure once (the others wait and read the result) instead of measuring each other.
+The cost is bounded (EMBEDDING_CALIBRATION_BUDGET_S): the probe is cut to what fits, and when
+not even its smallest part fits (a very busy host), the process uses f32 without caching it.
 
 This module only measures and caches; shared/embedding.py builds the candidates.
 """

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # <system temp dir>/coursewise-calibration. Unwritable: each start measures again.
     embedding_calibration_dir: Path | None = None
     # What a calibration may add to a process's first start (compiling the second precision
-    # and encoding the probe); one round of the probe is always measured.
+    # and encoding the probe: as many of its texts as fit; when not even 20 fit, f32 uncached).
     embedding_calibration_budget_s: float = Field(default=10.0, gt=0)
     # Tokens embedded per text; empty = the model's own limit (256 for all-MiniLM-L6-v2).
     embedding_max_tokens: int | None = Field(default=None, ge=8)
