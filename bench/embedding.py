@@ -22,7 +22,7 @@ import numpy as np
 from bench.environment import describe, machine
 from shared.catalog.schemas import CourseIn, embedding_text
 from shared.catalog.sources import read_coursera_csv, shared_data_dir
-from shared.embedding import Embedder, openvino_precision
+from shared.embedding import Embedder, calibration_file
 from shared.settings import Settings
 
 QUERIES = [
@@ -80,20 +80,38 @@ def measure(
     return vectors, len(texts) / (time.perf_counter() - started)
 
 
-def candidates(settings: Settings) -> dict[str, tuple[Callable[[list[str]], np.ndarray], str]]:
+def service_choice(settings: Settings) -> dict[str, Any]:
+    """The precision the service's processes use on this host (calibrated, or read from the
+    host's calibration cache, as they do at start-up), with the probe's figures."""
+    service = Embedder(settings, backend="openvino")
+    service.load()
+    assert service.calibration is not None
+    return {
+        "precision": service.calibration.precision,
+        "source": service.calibration.source,
+        "seconds": service.calibration.seconds,
+        "probe_texts": service.calibration.probe_texts,
+        "measured": {name: m.__dict__ for name, m in service.calibration.measured.items()},
+        "cache": calibration_file(settings),
+    }
+
+
+def candidates(
+    settings: Settings, default: str
+) -> dict[str, tuple[Callable[[list[str]], np.ndarray], str]]:
     import torch
 
     def embedder(backend: str, **changes: Any) -> Callable[[list[str]], np.ndarray]:
+        changes.setdefault("embedding_openvino_precision", default)
         return Embedder(settings.model_copy(update=changes), backend=backend).encode
 
-    default = openvino_precision(settings.embedding_openvino_precision)
     found: dict[str, tuple[Callable[[list[str]], np.ndarray], str]] = {
         "torch fp32 (reference)": (embedder("torch"), ""),
     }
     for precision in ("f32", "bf16"):
         found[f"openvino {precision}, latency hint"] = (
             embedder("openvino", embedding_openvino_precision=precision),
-            "the default here" if precision == default else "",
+            "the service's choice here" if precision == default else "",
         )
     found |= {
         f"openvino {default}, throughput hint": (
@@ -121,12 +139,13 @@ def candidates(settings: Settings) -> dict[str, tuple[Callable[[list[str]], np.n
 
 def run(limit: int) -> dict[str, Any]:
     settings = Settings()
+    choice = service_choice(settings)
     texts, queries = texts_and_queries(limit)
     results: list[Outcome] = []
     reference_catalogue: np.ndarray | None = None
     reference_top: list[set[int]] = []
     reference_rates: list[float] = []
-    for name, (encode, note) in candidates(settings).items():
+    for name, (encode, note) in candidates(settings, choice["precision"]).items():
         catalogue, rate = measure(encode, texts)
         tops = top10(catalogue, encode(queries))
         if reference_catalogue is None:
@@ -150,7 +169,8 @@ def run(limit: int) -> dict[str, Any]:
         "results": [r.__dict__ | {"ratio": r.per_s / limit_rate} for r in results],
         "best": best.name,
         "best_ratio": best.per_s / limit_rate,
-        "default_precision": openvino_precision(settings.embedding_openvino_precision),
+        "default_precision": choice["precision"],
+        "calibration": choice,
     }
 
 
@@ -165,6 +185,26 @@ def table(report: dict[str, Any]) -> str:
             f"{r['overlap']:.3f} / {r['min_overlap']:.1f} | {r['note']} |"
         )
     return "\n".join(lines)
+
+
+def calibration_text(report: dict[str, Any]) -> str:
+    """How the service's precision was chosen on the host of `report` (for the docs)."""
+    c = report["calibration"]
+    probe = "; ".join(
+        f"{name} {m['per_s']:.1f} texts/s, lowest cosine to f32 {m['min_cosine']:.4f}, "
+        f"top-10 overlap {m['overlap']:.3f}{'' if m['agrees'] else ' (disagrees)'}"
+        for name, m in c["measured"].items()
+    )
+    how = {
+        "calibrated": f"measured at start-up in {c['seconds']:.1f} s",
+        "cached": f"read from the host's calibration cache (measured in {c['seconds']:.1f} s)",
+        "forced": "forced by `EMBEDDING_OPENVINO_PRECISION`",
+        "only": "the only precision this CPU computes",
+        "over_budget": "f32: the probe did not fit in the calibration budget on this busy host",
+    }[c["source"]]
+    text = f"here **{c['precision']}**, {how}"
+    n = c.get("probe_texts") or "the"
+    return text + (f" on {n} probe texts ({probe})." if probe else ".")
 
 
 def main() -> None:
@@ -182,6 +222,7 @@ def main() -> None:
     print(f"{report['machine']}; {report['texts']} course texts, {report['queries']} queries")
     print(table(report))
     print(f"fastest with overlap >= 0.95: {report['best']} ({report['best_ratio']:.2f}x)")
+    print("service precision:", calibration_text(report))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from devstack.stack import BIN, LocalStack, free_port
-from shared.embedding import cpu_flags_of_this_machine
+from shared.calibration import cpu_identity
 from shared.settings import Settings
 
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -34,8 +34,10 @@ def machine() -> dict[str, Any]:
         info = Path("/proc/cpuinfo").read_text()
         if found := re.search(r"^model name\s*:\s*(.+)$", info, re.M):
             cpu = found.group(1).strip()
-    have = cpu_flags_of_this_machine()
-    flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in have)
+    have = cpu_identity()[1]
+    flags = " ".join(
+        f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in have
+    )
     versions = {
         name: _version(name)
         for name in (

@@ -54,11 +54,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             connections=32,
             api_workers=API_WORKERS,
         )
-        step("freshness")
-        rate = 20.0
-        fresh = write_paths.fresh_courses(unique, "fresh")
-        report["freshness"] = write_paths.freshness(
-            bench, fresh, rate=rate, seconds=20 if args.quick else 60
+        step("freshness at fractions of the raw encode rate")
+        report["freshness"] = write_paths.capacity(
+            bench,
+            unique,
+            seconds=20 if args.quick else 60,
+            step_seconds=10 if args.quick else 20,
         )
         target = 5_000 if args.quick else 50_000
         step(f"growing the catalogue to {target} courses")
@@ -123,9 +124,15 @@ def summary_table(r: dict[str, Any]) -> str:
         f"| write accept (`POST /v1/courses` until 202) | {a['api']['per_s']:.0f} writes/s | "
         f"raw confirmed publishes {a['raw_per_s']:.0f}/s | {a['ratio']:.2f}x | ≥ 0.5x | "
         f"{_ok(a['ratio'] >= 0.5)} |",
-        f"| freshness at {f['rate']:.0f} writes/s | p50 {f['p50_s']:.2f} s, p99 "
-        f"{f['p99_s']:.2f} s ({f['visible']}/{f['accepted']} visible) | — | — | p99 < 2 s | "
-        f"{_ok(f['p99_s'] < 2 and f['visible'] == f['accepted'])} |",
+        f"| freshness at half of raw encode ({f['half']['rate']:.1f} writes/s) | p50 "
+        f"{f['half']['p50_s']:.2f} s, p99 {f['half']['p99_s']:.2f} s "
+        f"({f['half']['visible']}/{f['half']['accepted']} visible) | raw encode "
+        f"{f['raw']['per_s']:.1f} courses/s ({f['raw']['backend']} {f['raw']['precision']}) | "
+        f"0.5 | p99 < 2 s | {_ok(f['half']['met'])} |",
+        f"| highest steady rate with p99 < 2 s | "
+        f"{_fraction(f['highest_fraction'])} | raw encode "
+        f"{f['raw']['per_s']:.1f} courses/s | {f['highest_fraction'] or 0:.1f} | ≥ 0.8 | "
+        f"{_ok((f['highest_fraction'] or 0) >= 0.8)} |",
     ]
     return "\n".join(rows)
 
@@ -190,10 +197,9 @@ courses/s).
 The service's default is `EMBEDDING_BACKEND=openvino`: OpenVINO runs the same transformer,
 converted in memory from the packaged weights when a process loads it (≈ 4 s, once), with the
 model's own mean pooling and normalisation. It computes in f32, whose vectors equal torch's to
-within float rounding (tested in `tests/integration/test_embedding_backends.py`), unless the CPU
-has AMX: then in bf16 (`EMBEDDING_OPENVINO_PRECISION=auto`; here: {e["default_precision"]}).
-OpenVINO left to itself picks bf16 on any CPU with AVX512_BF16, which is slower than f32
-where AMX is missing (compare the two rows above). `EMBEDDING_BACKEND=torch` goes back to
+within float rounding (tested in `tests/integration/test_embedding_backends.py`), or in bf16
+where that is measurably faster on this host and agrees with f32: {embedding.calibration_text(e)}
+`EMBEDDING_BACKEND=torch` goes back to
 sentence-transformers on torch. {_losers(e)}
 
 ## Bulk ingest (`bench/ingest.py`)
@@ -272,13 +278,14 @@ wrk, or the raw publishers; "machine": all busy time on the {m["cores"]} cores):
 
 ## Freshness (`bench/write_paths.py`)
 
-New courses (new ids and texts, so each is embedded) written one per request at a steady
-{f["rate"]:.0f}/s for {f["seconds"]:.0f} s; a watcher polls Milvus every 50 ms for the accepted
-ids (the collection searches read, strong consistency). Time from 202 to visible:
+New courses (new ids and texts, so each is embedded) written one per request through
+`POST /v1/courses` at steady rates set from the raw encode rate measured first in the same run
+({f["raw"]["per_s"]:.1f} courses/s, {f["raw"]["backend"]} {f["raw"]["precision"]}, the worker's
+settings; {f["raw_after_per_s"]:.1f} at the end): half of it for {f["half"]["seconds"]:.0f} s,
+then steps up until p99 reaches 2 s. A watcher polls Milvus every 50 ms for the accepted ids
+(the collection searches read, strong consistency). Time from 202 to visible:
 
-| accepted | visible | p50 s | p90 s | p99 s | max s | cores busy |
-|---|---|---|---|---|---|---|
-| {f["accepted"]} | {f["visible"]} | {f["p50_s"]:.2f} | {f["p90_s"]:.2f} | {f["p99_s"]:.2f} | {f["max_s"]:.2f} | {busy(f["cores_busy"])} |
+{write_paths.capacity_table(f)}
 
 A worker that takes a small course task also takes the other small course tasks queued in the
 ledger (up to `BATCH_MAX_TASKS`, 50) and applies them in one round: one transaction, one
@@ -290,6 +297,10 @@ Recommendation latency (issue 3) is measured by `bench/recommendations.py`; its 
 [recommendations.md](recommendations.md). Which component saturates first, and what to add at
 10x and 100x: [scaling.md](scaling.md).
 """
+
+
+def _fraction(x: float | None) -> str:
+    return "none held (from 0.5)" if x is None else f"{x:.1f} x raw encode"
 
 
 def _losers(e: dict[str, Any]) -> str:

@@ -6,22 +6,30 @@ Two runtimes compute the same model (setting `EMBEDDING_BACKEND`):
 - `openvino`: the same transformer converted in memory from the packaged weights at load time,
   run by OpenVINO, followed by the model's own pooling (mean over the attention mask) and L2
   normalisation. Measured at 1.1x to 4x torch's speed depending on the host (bench/embedding.py,
-  docs/benchmarks.md). In f32 its vectors equal torch's to within float rounding; bf16 (the
-  default only where the CPU has AMX, `EMBEDDING_OPENVINO_PRECISION`) is close to them.
+  docs/benchmarks.md). In f32 its vectors equal torch's to within float rounding; bf16 vectors
+  are close to them, and faster or slower than f32 depending on the CPU: with
+  `EMBEDDING_OPENVINO_PRECISION=auto` each process measures both on a fixed probe once per host
+  (shared/calibration.py) and computes in the fastest that agrees with f32.
 """
 
+import logging
 import os
 import sys
 import threading
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shared import calibration
+from shared.calibration import Calibration
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
 
 
 class Embedder:
@@ -31,18 +39,30 @@ class Embedder:
         self._model: SentenceTransformer | None = None
         self._runner: _OpenVinoRunner | None = None
         self._lock = threading.Lock()
+        # What computes the vectors, known once loaded: "f32" or "bf16", and how it was chosen.
+        self.calibration: Calibration | None = None
+
+    @property
+    def precision(self) -> str | None:
+        return self.calibration.precision if self.calibration else None
 
     @property
     def model(self) -> "SentenceTransformer":
         with self._lock:
             if self._model is None:
-                self._model = self._load()
+                model = self._load()
                 if self.backend == "openvino":
-                    self._runner = _OpenVinoRunner(self._model, self._settings)
+                    self._runner, self.calibration = _openvino_runner(model, self._settings)
+                else:
+                    self.calibration = Calibration("f32", "only")
+                self._model = model
+                _report(self.backend, self.calibration)
             return self._model
 
     def load(self) -> None:
-        """Load (and, for OpenVINO, convert and compile) now rather than on the first call."""
+        """Load (and, for OpenVINO, convert, calibrate and compile) now rather than on the first
+        call: processes call this at start-up, before they serve, so calibration never runs on
+        a request."""
         _ = self.model
 
     def _load(self) -> "SentenceTransformer":
@@ -77,24 +97,114 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def openvino_precision(setting: str, cpu_flags: set[str] | None = None) -> str:
-    """The precision OpenVINO computes in: bf16 only where AMX runs it natively."""
+def _report(backend: str, chosen: Calibration) -> None:
+    from shared.metrics import observe_embedding_choice
+
+    measured = ", ".join(
+        f"{name} {m.per_s:.1f} texts/s (min cosine {m.min_cosine:.4f}, overlap {m.overlap:.3f})"
+        for name, m in chosen.measured.items()
+    )
+    log.info(
+        "embedding: backend %s, precision %s (%s%s)",
+        backend,
+        chosen.precision,
+        chosen.source,
+        f"; probe of {chosen.probe_texts} texts: {measured}; {chosen.seconds:.1f} s"
+        if measured
+        else "",
+    )
+    observe_embedding_choice(backend, chosen.precision, chosen.source)
+
+
+def calibration_key(settings: Settings) -> dict[str, Any]:
+    """The cache key of OpenVINO's calibration under these settings."""
+    return calibration.cache_key(
+        settings.model_path(),
+        {
+            "backend": "openvino",
+            "hint": settings.embedding_openvino_hint,
+            "threads": settings.embedding_threads,
+            "batch_size": settings.embedding_batch_size,
+            "max_tokens": settings.embedding_max_tokens,
+        },
+    )
+
+
+def calibration_file(settings: Settings) -> str:
+    directory = settings.embedding_calibration_dir or calibration.default_cache_dir()
+    return str(calibration.cache_path(directory, calibration_key(settings)))
+
+
+def _openvino_runner(
+    model: "SentenceTransformer", settings: Settings
+) -> tuple["_OpenVinoRunner", Calibration]:
+    """The runner in the precision set, or, with `auto`, in the one calibration chose (read from
+    the host's cache, or measured now under the host's lock and cached)."""
+    converted = _convert(model)
+    setting = settings.embedding_openvino_precision
     if setting != "auto":
-        return setting
-    if cpu_flags is None:
-        cpu_flags = cpu_flags_of_this_machine()
-    return "bf16" if "amx_bf16" in cpu_flags else "f32"
+        return _OpenVinoRunner(model, settings, setting, converted), Calibration(setting, "forced")
+    eligible = calibration.eligible_precisions(calibration.cpu_identity()[1])
+    if len(eligible) == 1:
+        return _OpenVinoRunner(model, settings, eligible[0], converted), Calibration(
+            eligible[0], "only"
+        )
+    key = calibration_key(settings)
+    path = calibration.cache_path(
+        settings.embedding_calibration_dir or calibration.default_cache_dir(), key
+    )
+    chosen = calibration.read_cache(path, key, eligible)
+    if chosen is None:
+        with calibration.host_lock(path):
+            # Another process may have measured while this one waited for the lock.
+            chosen = calibration.read_cache(path, key, eligible)
+            if chosen is None:
+                started = time.perf_counter()
+                runners = {p: _OpenVinoRunner(model, settings, p, converted) for p in eligible}
+                compiled_s = time.perf_counter() - started
+                chosen = calibration.measure(
+                    {p: _encoder(r, settings.embedding_batch_size) for p, r in runners.items()},
+                    budget_s=max(0.0, settings.embedding_calibration_budget_s - compiled_s),
+                )
+                chosen.seconds += compiled_s
+                if chosen.source == calibration.OVER_BUDGET:
+                    log.warning(
+                        "embedding: calibration did not fit in %.0f s here; f32 until a start "
+                        "measures it (EMBEDDING_CALIBRATION_BUDGET_S)",
+                        settings.embedding_calibration_budget_s,
+                    )
+                else:
+                    calibration.write_cache(path, key, chosen)
+                return runners[chosen.precision], chosen
+    return _OpenVinoRunner(model, settings, chosen.precision, converted), chosen
 
 
-def cpu_flags_of_this_machine() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+def _encoder(runner: "_OpenVinoRunner", batch_size: int) -> calibration.Encode:
+    def encode(texts: list[str]) -> np.ndarray:
+        return runner.encode(texts, batch_size)
+
+    return encode
+
+
+def _convert(model: "SentenceTransformer") -> Any:
+    """The model's transformer as an OpenVINO model (compiled per precision afterwards)."""
+    _without_usage_reports()
+    import openvino as ov
+
+    modules = [type(module).__name__ for module in model]
+    pooling = model[1].get_config_dict() if len(model) > 1 else {}  # type: ignore[operator]
+    if modules != ["Transformer", "Pooling", "Normalize"] or pooling.get("pooling_mode") != (
+        "mean"
+    ):
+        raise ValueError(
+            "EMBEDDING_BACKEND=openvino supports Transformer + mean Pooling + Normalize "
+            f"models; this one is {modules} ({pooling}). Use EMBEDDING_BACKEND=torch."
+        )
+    example = model.tokenizer(["a", "b c"], padding=True, return_tensors="pt")
+    with warnings.catch_warnings():
+        # Tracing notes branches on shapes; none of them depends on the input's length.
+        warnings.simplefilter("ignore")
+        return ov.convert_model(model[0].auto_model, example_input=dict(example))
 
 
 def _without_usage_reports() -> None:
@@ -113,30 +223,24 @@ class _OpenVinoRunner:
     """The model's transformer compiled by OpenVINO; tokenisation, pooling and normalisation
     as the sentence-transformers pipeline does them."""
 
-    def __init__(self, model: "SentenceTransformer", settings: Settings) -> None:
-        _without_usage_reports()
+    def __init__(
+        self,
+        model: "SentenceTransformer",
+        settings: Settings,
+        precision: str = "f32",
+        converted: Any = None,
+    ) -> None:
+        if converted is None:
+            converted = _convert(model)
         import openvino as ov
 
-        modules = [type(module).__name__ for module in model]
-        pooling = model[1].get_config_dict() if len(model) > 1 else {}  # type: ignore[operator]
-        if modules != ["Transformer", "Pooling", "Normalize"] or pooling.get("pooling_mode") != (
-            "mean"
-        ):
-            raise ValueError(
-                "EMBEDDING_BACKEND=openvino supports Transformer + mean Pooling + Normalize "
-                f"models; this one is {modules} ({pooling}). Use EMBEDDING_BACKEND=torch."
-            )
         self.tokenizer = model.tokenizer
         self.max_length = model.max_seq_length
         self.dim = settings.embedding_dim
-        example = self.tokenizer(["a", "b c"], padding=True, return_tensors="pt")
-        with warnings.catch_warnings():
-            # Tracing notes branches on shapes; none of them depends on the input's length.
-            warnings.simplefilter("ignore")
-            converted = ov.convert_model(model[0].auto_model, example_input=dict(example))
+        self.precision = precision
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": settings.embedding_openvino_hint,
-            "INFERENCE_PRECISION_HINT": openvino_precision(settings.embedding_openvino_precision),
+            "INFERENCE_PRECISION_HINT": precision,
         }
         if settings.embedding_threads:
             config["INFERENCE_NUM_THREADS"] = settings.embedding_threads

@@ -22,6 +22,7 @@ from prometheus_client import (  # noqa: E402
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -68,6 +69,20 @@ SEARCH_DEGRADED = Counter(
     ["reason"],
 )
 
+# 1 for what computes this process's vectors; processes that chose differently show one series
+# each (livemax: a process that exited drops out).
+EMBEDDING_BACKEND = Gauge(
+    "coursewise_embedding_backend_info",
+    "The embedding runtime and precision in use, and how the precision was chosen "
+    "(calibrated, cached, forced, only, over_budget)",
+    ["backend", "precision", "source"],
+    multiprocess_mode="livemax",
+)
+
+
+def observe_embedding_choice(backend: str, precision: str, source: str) -> None:
+    EMBEDDING_BACKEND.labels(backend, precision, source).set(1)
+
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     HTTP_LATENCY.labels(method, route, str(status)).observe(seconds)
@@ -113,6 +128,8 @@ class StateSnapshot:
     tasks_by_status: dict[str, int] | None = None
     oldest_queued_age_s: float | None = None
     index_lag: dict[str, int] | None = None
+    # Per queue, from the ledger: (queued tasks, tasks applied per second over the last minute).
+    backlog: dict[str, tuple[int, float]] | None = None
     sources_up: dict[str, bool] = field(default_factory=dict)
     taken_at: float = field(default_factory=time.time)
 
@@ -159,6 +176,31 @@ class _StateCollector(Collector):
                 "Age of the oldest task still queued (0 when none is)",
                 value=state.oldest_queued_age_s or 0.0,
             )
+        if state.backlog is not None:
+            queued = GaugeMetricFamily(
+                "coursewise_backlog_tasks",
+                "Tasks queued in the ledger, by the queue that carries them",
+                labels=["queue"],
+            )
+            rate = GaugeMetricFamily(
+                "coursewise_apply_rate_tasks_per_second",
+                "Tasks finished per second over the last minute, by queue",
+                labels=["queue"],
+            )
+            drain = GaugeMetricFamily(
+                "coursewise_backlog_drain_seconds",
+                "Expected seconds to apply the queued tasks at the measured apply rate "
+                "(+Inf when tasks are queued and none was applied in the last minute)",
+                labels=["queue"],
+            )
+            for queue, (count, per_s) in state.backlog.items():
+                queued.add_metric([queue], count)
+                rate.add_metric([queue], per_s)
+                seconds = 0.0 if count == 0 else count / per_s if per_s > 0 else float("inf")
+                drain.add_metric([queue], seconds)
+            yield queued
+            yield rate
+            yield drain
         if state.index_lag is not None:
             lag = GaugeMetricFamily(
                 "coursewise_index_lag_courses",

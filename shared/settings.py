@@ -41,11 +41,18 @@ class Settings(BaseSettings):
     embedding_backend: Literal["openvino", "torch"] = "openvino"
     # OpenVINO's performance hint: LATENCY (one stream using every thread) or THROUGHPUT.
     embedding_openvino_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
-    # OpenVINO's arithmetic: "auto" is bf16 where the CPU has AMX and f32 elsewhere. Measured:
-    # bf16 through AMX ran ≈ 3x torch; bf16 on a CPU without AMX (AVX512_BF16 only) ran at 0.6x
-    # of f32 on the same machine, yet it is what OpenVINO picks by itself there. bf16 vectors
-    # differ slightly (search top-10 overlap ≈ 0.995 against f32, docs/benchmarks.md).
+    # OpenVINO's arithmetic. "auto": measured once per host (shared/calibration.py): f32 and,
+    # where the CPU computes bf16, bf16 encode a fixed probe; the fastest that agrees with f32
+    # (cosine >= 0.99 per text, top-10 overlap >= 0.95) is used. No rule read off the CPU held:
+    # bf16 without AMX ran 0.70x of f32 on one Xeon and 2.07x on an EPYC (issue 20).
+    # "f32" or "bf16" force one. f32 and bf16 vectors search together (tested).
     embedding_openvino_precision: Literal["auto", "f32", "bf16"] = "auto"
+    # Where the calibration is cached (one file per CPU and software versions); empty means
+    # <system temp dir>/coursewise-calibration. Unwritable: each start measures again.
+    embedding_calibration_dir: Path | None = None
+    # What a calibration may add to a process's first start (compiling the second precision
+    # and encoding the probe: as many of its texts as fit; when not even 20 fit, f32 uncached).
+    embedding_calibration_budget_s: float = Field(default=10.0, gt=0)
     # Tokens embedded per text; empty = the model's own limit (256 for all-MiniLM-L6-v2).
     embedding_max_tokens: int | None = Field(default=None, ge=8)
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from api.deps import CeleryDep, SettingsDep
 from shared.catalog.repository import CourseRepository
 from shared.ledger.repository import TaskRepository
+from shared.ledger.service import backlogs
 from shared.metrics import CONTENT_TYPE_LATEST, StateSnapshot, render
 from shared.settings import Settings
 
@@ -39,14 +40,17 @@ async def collect_state(request: Request, celery: Celery, settings: Settings) ->
     try:
         with anyio.fail_after(timeout):
             async with request.app.state.sessionmaker() as session:
-                state.tasks_by_status, state.oldest_queued_age_s = await TaskRepository(
-                    session
-                ).unfinished_stats()
+                tasks = TaskRepository(session)
+                state.tasks_by_status, state.oldest_queued_age_s = await tasks.unfinished_stats()
+                state.backlog = {
+                    queue: (b.queued, b.apply_per_s)
+                    for queue, b in (await backlogs(tasks, settings)).items()
+                }
                 state.index_lag = await CourseRepository(session).index_lag()
         state.sources_up["postgres"] = True
     except Exception as exc:
         log.warning("metrics: PostgreSQL unreadable: %r", exc)
-        state.tasks_by_status = state.index_lag = None
+        state.tasks_by_status = state.index_lag = state.backlog = None
         state.sources_up["postgres"] = False
     try:
         with anyio.fail_after(timeout * 2):

@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.auth import AdminDep, KeyHolderDep
-from api.deps import DispatcherDep, SessionDep
+from api.deps import DispatcherDep, SessionDep, SettingsDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
 from shared.access.service import Caller
 from shared.ledger.repository import TaskRepository
@@ -27,9 +27,12 @@ def _visible_owner(caller: Caller) -> str | None:
     responses={**ERROR_RESPONSES, **NOT_FOUND},
 )
 async def read_task(
-    caller: KeyHolderDep, task_id: Annotated[uuid.UUID, Path()], session: SessionDep
+    caller: KeyHolderDep,
+    task_id: Annotated[uuid.UUID, Path()],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> TaskOut:
-    return await get_task(TaskRepository(session), task_id, _visible_owner(caller))
+    return await get_task(TaskRepository(session), task_id, _visible_owner(caller), settings)
 
 
 @router.post(

@@ -288,6 +288,45 @@ class TaskRepository:
                 oldest = float(age)
         return counts, oldest
 
+    async def queued_ahead(self, task: Task, types: Sequence[str]) -> int:
+        """Queued tasks of `types` (one queue's) accepted before `task`: what a worker takes
+        first, oldest first."""
+        query = (
+            select(func.count())
+            .select_from(Task)
+            .where(
+                Task.status == TaskStatus.queued,
+                Task.type.in_(types),
+                Task.seq < task.seq,
+            )
+        )
+        return int(await self.session.scalar(query) or 0)
+
+    async def backlog_by_type(self, window_s: float) -> dict[str, tuple[int, int, float]]:
+        """Per task type: (queued now, finished in the last `window_s` seconds, seconds from the
+        first of those to now). The last two give the measured apply rate."""
+        window = func.make_interval(0, 0, 0, 0, 0, 0, window_s)
+        # The status test lets PostgreSQL use the partial index on finished_at.
+        recent = Task.status.in_([TaskStatus.succeeded, TaskStatus.failed]) & (
+            Task.finished_at > func.now() - window
+        )
+        rows = (
+            await self.session.execute(
+                select(
+                    Task.type,
+                    func.count().filter(Task.status == TaskStatus.queued),
+                    func.count().filter(recent),
+                    func.extract("epoch", func.now() - func.min(Task.finished_at).filter(recent)),
+                )
+                .where(or_(Task.status == TaskStatus.queued, recent))
+                .group_by(Task.type)
+            )
+        ).all()
+        return {
+            str(type_): (int(queued), int(finished), float(span or 0.0))
+            for type_, queued, finished, span in rows
+        }
+
     async def count_pending(self, owner: str | None = None) -> int:
         """Unfinished tasks, of one owner or of everyone."""
         query = select(func.count()).select_from(Task).where(Task.status.in_(PENDING))

@@ -77,6 +77,16 @@ class TaskOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
+    queue_position: int | None = Field(
+        default=None,
+        description="while queued (GET /v1/tasks/{id} only): 1 + the queued tasks of the same "
+        "queue accepted before this one",
+    )
+    expected_start_s: float | None = Field(
+        default=None,
+        description="while queued: the tasks ahead over the queue's apply rate of the last "
+        "minute; null when nothing was applied in that minute",
+    )
 
 
 class TaskPage(BaseModel):

@@ -23,7 +23,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, np.ndarray]:
-    # Batches of different lengths and padding; f32, whatever this CPU would default to.
+    # Batches of different lengths and padding; f32, whatever calibration would choose here.
     settings = Settings(embedding_batch_size=3, embedding_openvino_precision="f32")
     return {
         backend: Embedder(settings, backend=backend).encode(TEXTS)
@@ -56,8 +56,8 @@ def test_openvino_computes_in_the_precision_set() -> None:
 
 
 def test_bf16_vectors_stay_close_to_torch(vectors: dict[str, np.ndarray]) -> None:
-    # bf16 is the default only on CPUs with AMX; where the CPU has no bf16 at all OpenVINO
-    # computes f32 instead. Either way the vectors must stay close to the reference.
+    # bf16 is chosen where calibration measures it faster; where the CPU has no bf16 at all
+    # OpenVINO computes f32 instead. Either way the vectors must stay close to the reference.
     settings = Settings(embedding_batch_size=3, embedding_openvino_precision="bf16")
     bf16 = Embedder(settings, backend="openvino").encode(TEXTS)
     cosine = (vectors["torch"] * bf16).sum(axis=1)

@@ -73,6 +73,16 @@ def test_write_moves_worker_task_metrics_and_state_gauges(
     assert value(state, "coursewise_queue_consumers", queue="coursewise.courses") >= 1
     assert ("coursewise_index_lag_courses", frozenset({("state", "pending")})) in state
     assert ("coursewise_oldest_queued_task_age_seconds", frozenset()) in state
+    # Backpressure: the backlog of the write queue and when it drains at the measured rate.
+    courses = {"queue": "coursewise.courses"}
+    assert value(state, "coursewise_apply_rate_tasks_per_second", **courses) > 0
+    backlog = value(state, "coursewise_backlog_tasks", **courses)
+    drain = value(state, "coursewise_backlog_drain_seconds", **courses)
+    assert (backlog == 0 and drain == 0) or 0 < drain < float("inf")
+    # What computes the vectors, in the worker and in the API.
+    for metrics in (after, state):
+        info = [labels for name, labels in metrics if name == "coursewise_embedding_backend_info"]
+        assert info and all(dict(labels)["backend"] == "openvino" for labels in info), info
 
 
 def worker_lines(stack: LocalStack) -> list[dict[str, Any]]:
