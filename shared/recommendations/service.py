@@ -40,6 +40,7 @@ from shared.recommendations.schemas import (
     RecommendedCourse,
     Strategy,
 )
+from shared.recommendations.similar import SimilarCourses
 from shared.recommendations.weights import TAKEN_TYPES, aggregate
 from shared.settings import Settings
 
@@ -192,6 +193,7 @@ class Recommender:
         self.milvus = milvus
         self.settings = settings
         self.search = search
+        self.similar = SimilarCourses(milvus, settings)
         # The Gram matrix of the active model, by version: a version never changes.
         self._gram: tuple[int, np.ndarray] | None = None
 
