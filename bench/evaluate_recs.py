@@ -330,7 +330,11 @@ def wait(api: httpx.Client, accepted: httpx.Response, timeout: float = 1800) -> 
 
 
 def load_http(
-    api: httpx.Client, courses: list[dict[str, Any]], train_pairs: list[tuple[str, str]]
+    api: httpx.Client,
+    courses: list[dict[str, Any]],
+    train_pairs: list[tuple[str, str]],
+    *,
+    retrain: bool = True,
 ) -> dict[str, float]:
     """Everything through the public write API, each task waited for."""
     timings = {}
@@ -347,6 +351,8 @@ def load_http(
         task = wait(api, api.post("/v1/interactions", json=items[start : start + 1000]))
         assert not task["counts"]["failed"], task
     timings["interactions_s"] = time.perf_counter() - started
+    if not retrain:
+        return timings
     started = time.perf_counter()
     wait(api, api.post("/v1/admin/retrain"))
     timings["retrain_s"] = time.perf_counter() - started
