@@ -140,9 +140,9 @@ def ratio_band(model: np.ndarray, baseline: np.ndarray, seed: int = 0) -> tuple[
 
 GRID: list[dict[str, float]] = [
     {"similar_co_taken": co, "similar_skills": skills, "similar_shrink": shrink}
-    for co in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+    for co in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
     for skills in (0.0, 0.1)
-    for shrink in (0.0, 10.0, 50.0)
+    for shrink in (0.0, 2.0, 10.0)
 ]
 
 
