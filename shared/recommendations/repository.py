@@ -174,6 +174,22 @@ class PopularityRepository:
         rows = (await self.session.execute(query)).all()
         return int(total or 0), [(row[0], int(row[1])) for row in rows]
 
+    async def state(self) -> tuple[int | None, int, int | None]:
+        """What popularity is computed from, in three numbers: the highest interaction id (any
+        insert raises it), the number of interactions (any deletion lowers it; rows are never
+        updated), and the highest course version (every course write, tombstones included,
+        stamps a higher one)."""
+        row = (
+            await self.session.execute(
+                select(
+                    select(func.max(Interaction.id)).scalar_subquery(),
+                    select(func.count()).select_from(Interaction).scalar_subquery(),
+                    select(func.max(Course.version)).scalar_subquery(),
+                )
+            )
+        ).one()
+        return row[0], int(row[1]), row[2]
+
     async def newest(self) -> datetime | None:
         """When the newest interaction happened: the instant the data describes."""
         return await self.session.scalar(select(func.max(Interaction.occurred_at)))

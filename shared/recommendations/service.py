@@ -219,6 +219,11 @@ class Recommender:
         self.search = search
         self.similar = SimilarCourses(milvus, settings)
         self.known = Vectors()
+        # Popularity by the state of the data it is computed from (`PopularityRepository.state`)
+        # and the filters: the same data gives the same answer, so it is kept, not recounted
+        # (the count was a full aggregate of the interactions on every read). Any write changes
+        # the state, and the next read counts again.
+        self._trending: OrderedDict[tuple[Any, ...], list[tuple[str, int]]] = OrderedDict()
         # The Gram matrix of the active model, by version: a version never changes.
         self._gram: tuple[int, np.ndarray] | None = None
 
@@ -332,6 +337,19 @@ class Recommender:
             filters, since=since, limit=POPULAR_POOL
         )
 
+    async def _popular(
+        self, popularity: PopularityRepository, filters: CourseFilters, since: datetime
+    ) -> list[tuple[str, int]]:
+        key = (await popularity.state(), filters.model_dump_json(), since)
+        trending = self._trending.get(key)
+        if trending is None:
+            trending = await popularity.trending(filters, since=since, limit=POPULAR_POOL)
+            self._trending[key] = trending
+            while len(self._trending) > 64:
+                self._trending.popitem(last=False)
+        self._trending.move_to_end(key)
+        return trending
+
     # --- candidates ----------------------------------------------------------------------------
     async def candidates(
         self, session: AsyncSession, learner_id: str, filters: CourseFilters
@@ -363,7 +381,7 @@ class Recommender:
         found = Candidates(strategy=strategy, learner=learner, seen=seen, history=history)
 
         since = as_of - timedelta(days=settings.popular_window_days)
-        trending = await popularity.trending(filters, since=since, limit=POPULAR_POOL)
+        trending = await self._popular(popularity, filters, since)
         counts = {course_id: count for course_id, count in trending if course_id not in seen}
         found.popular = {
             course_id: math.log1p(count) for course_id, count in list(counts.items())[:pool]
