@@ -211,7 +211,12 @@ async def collect(
 
     async def one(learner: str) -> None:
         async with gate, sessionmaker() as session:
-            found[learner] = await recommender.candidates(session, learner, CourseFilters())
+            candidates = await recommender.candidates(session, learner, CourseFilters())
+            # Scoring needs the scores only: the vectors (about 0.8 MB a learner) would hold
+            # gigabytes for the whole evaluation.
+            candidates.vectors.clear()
+            candidates.history_vectors.clear()
+            found[learner] = candidates
 
     try:
         await asyncio.gather(*(one(learner) for learner in learners))
