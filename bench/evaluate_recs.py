@@ -547,7 +547,7 @@ def run_http(
         stack.start_worker()
         stack.start_training_worker()
         stack.start_beat()
-        loader = stack.start_api(workers=1)
+        loader = stack.start_api(workers=1, timeout=600)
         with httpx.Client(
             base_url=stack.api_url,
             headers={"Authorization": f"Bearer {stack.api_key}"},
@@ -568,7 +568,7 @@ def run_http(
         stack.processes.remove(loader)
         if args.serve == "tuned":
             stack.env.update(with_blend(bench.settings, tuned))
-        stack.start_api(workers=2)
+        stack.start_api(workers=2, timeout=600)
         started = time.perf_counter()
         served_lists = asyncio.run(http_lists(stack.api_url, stack.api_key, report_set))
         served_s = time.perf_counter() - started
