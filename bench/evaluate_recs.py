@@ -17,7 +17,7 @@ course in the interactions it sent, the learner's own courses excluded.
 lists come from `Recommender.recommend`.
 
     COURSEWISE_DATA_DIR=/work/shared/data .venv/bin/python -m bench.evaluate_recs \
-        [--sample N] [--in-process] [--coursera N] [--keep]
+        [--sample N] [--in-process] [--serve shipped|tuned] [--coursera N] [--keep]
 """
 
 import argparse
@@ -211,7 +211,12 @@ async def collect(
 
     async def one(learner: str) -> None:
         async with gate, sessionmaker() as session:
-            found[learner] = await recommender.candidates(session, learner, CourseFilters())
+            candidates = await recommender.candidates(session, learner, CourseFilters())
+            # Scoring needs the scores only: the vectors (about 0.8 MB a learner) would hold
+            # gigabytes for the whole evaluation.
+            candidates.vectors.clear()
+            candidates.history_vectors.clear()
+            found[learner] = candidates
 
     try:
         await asyncio.gather(*(one(learner) for learner in learners))
@@ -330,7 +335,11 @@ def wait(api: httpx.Client, accepted: httpx.Response, timeout: float = 1800) -> 
 
 
 def load_http(
-    api: httpx.Client, courses: list[dict[str, Any]], train_pairs: list[tuple[str, str]]
+    api: httpx.Client,
+    courses: list[dict[str, Any]],
+    train_pairs: list[tuple[str, str]],
+    *,
+    retrain: bool = True,
 ) -> dict[str, float]:
     """Everything through the public write API, each task waited for."""
     timings = {}
@@ -347,6 +356,8 @@ def load_http(
         task = wait(api, api.post("/v1/interactions", json=items[start : start + 1000]))
         assert not task["counts"]["failed"], task
     timings["interactions_s"] = time.perf_counter() - started
+    if not retrain:
+        return timings
     started = time.perf_counter()
     wait(api, api.post("/v1/admin/retrain"))
     timings["retrain_s"] = time.perf_counter() - started
@@ -494,6 +505,11 @@ def tuned_settings(settings: Settings, tuned: Tuned) -> Settings:
     )
 
 
+def serving_settings(args: argparse.Namespace, settings: Settings, tuned: Tuned) -> Settings:
+    """The settings the reported lists are served with."""
+    return tuned_settings(settings, tuned) if args.serve == "tuned" else settings
+
+
 async def _pg(sql: str) -> None:
     connection = await asyncpg.connect(f"{PG}/postgres")
     try:
@@ -531,7 +547,7 @@ def run_http(
         stack.start_worker()
         stack.start_training_worker()
         stack.start_beat()
-        loader = stack.start_api(workers=1)
+        loader = stack.start_api(workers=1, timeout=600)
         with httpx.Client(
             base_url=stack.api_url,
             headers={"Authorization": f"Bearer {stack.api_key}"},
@@ -546,15 +562,17 @@ def run_http(
             histories,
             args.step,
         )
-        # The API restarted with what the tuning half chose: the served lists use it.
+        # The API restarted: with the shipped settings (its environment names no blend), or
+        # with what the tuning half chose.
         loader.stop()
         stack.processes.remove(loader)
-        stack.env.update(with_blend(bench.settings, tuned))
-        stack.start_api(workers=2)
+        if args.serve == "tuned":
+            stack.env.update(with_blend(bench.settings, tuned))
+        stack.start_api(workers=2, timeout=600)
         started = time.perf_counter()
         served_lists = asyncio.run(http_lists(stack.api_url, stack.api_key, report_set))
         served_s = time.perf_counter() - started
-        shipped = tuned_settings(bench.settings, tuned)
+        shipped = serving_settings(args, bench.settings, tuned)
         in_process = asyncio.run(served(shipped, report_set))
     return Run(timings, tuned, candidates, served_lists, in_process, served_s, shipped)
 
@@ -599,7 +617,7 @@ def run_in_process(
                 histories,
                 args.step,
             )
-            shipped = tuned_settings(settings, tuned)
+            shipped = serving_settings(args, settings, tuned)
             started = time.perf_counter()
             lists = asyncio.run(served(shipped, report_set))
             served_s = time.perf_counter() - started
@@ -611,11 +629,26 @@ def run_in_process(
     return Run(timings, tuned, candidates, lists, lists, served_s, shipped)
 
 
+def _ranges(values: list[int]) -> str:
+    if not values:
+        return "none"
+    ordered = sorted(values)
+    if ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]}-{ordered[-1]}"
+    return ", ".join(map(str, ordered))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sample", type=int, default=None, help="evaluate N learners only")
     parser.add_argument("--step", type=float, default=0.05, help="blend grid step")
     parser.add_argument("--in-process", action="store_true", help="no API: the worker's code")
+    parser.add_argument(
+        "--serve",
+        choices=("shipped", "tuned"),
+        default="shipped",
+        help="serve the shipped defaults (default) or the tuning half's choice",
+    )
     parser.add_argument("--coursera", type=int, default=None, help="only N coursera courses")
     parser.add_argument("--keep", action="store_true", help="keep the logs")
     args = parser.parse_args()
@@ -650,6 +683,12 @@ def main() -> None:
     )
     print(f"served lists ({mode}) for {len(report_set)} learners: {run.served_s:.1f} s")
     print(f"tuning half: chosen {tuned.weights}, own-subject places {tuned.slots}")
+    shipped = run.shipped
+    print(
+        f"served with ({args.serve}): content {shipped.blend_content}, ALS {shipped.blend_als}, "
+        f"popularity {shipped.blend_popular}, own-subject places {shipped.rec_own_slots}, "
+        f"popularity for histories {_ranges(shipped.rec_popular_histories)}"
+    )
     for ndcg, weights in tuned.top:
         print(f"  {weights}: NDCG@10 {ndcg:.4f}")
     print(f"  own-subject places -> NDCG@10: {tuned.by_slots}")
@@ -678,8 +717,11 @@ def main() -> None:
                 BlendWeights(0.35, 0.05, 0.6),
             )
         ),
-        "hybrid, chosen blend, no own-subject places (in-process)": evaluate(
+        "hybrid, tuning half's blend, no own-subject places (in-process)": evaluate(
             report, held_out, tuned.weights
+        ),
+        "hybrid, tuning half's blend and places (in-process, no popularity rule)": evaluate(
+            report, held_out, tuned.weights, tuned.slots
         ),
         f"hybrid served ({mode})": score_lists(run.served, report_set, held_out),
     }

@@ -208,15 +208,19 @@ def main() -> None:
         learners = [rng.choice(with_history) for _ in range(args.requests)]
         warm = learners[: min(200, len(learners))]
         asyncio.run(clients(stack.api_url, warm, args.clients, {"limit": 10}))
+        loads = {"before the API requests": os.getloadavg()[0]}
         api_latencies, api_s = asyncio.run(
             clients(stack.api_url, learners, args.clients, {"limit": 10})
         )
+        loads["after the API requests"] = os.getloadavg()[0]
         filtered, filtered_s = asyncio.run(
             clients(stack.api_url, learners[:500], args.clients, {"limit": 10, "free": True})
         )
         recorded = asyncio.run(record_searches(settings, learners))
         asyncio.run(raw_searches(settings, recorded[:200], args.clients))  # warm-up
+        loads["before the raw searches"] = os.getloadavg()[0]
         raw, raw_s = asyncio.run(raw_searches(settings, recorded, args.clients))
+        loads["after the raw searches"] = os.getloadavg()[0]
         raw_one, raw_one_s = asyncio.run(raw_searches(settings, recorded[:500], 1))
 
     import pymilvus
@@ -233,7 +237,8 @@ def main() -> None:
         f"(loaded through the API and trained in {load_s:.0f} s); model version "
         f"{model['model_version']}, {settings.als_factors} factors"
     )
-    print(f"{args.clients} concurrent clients; {searches:.1f} vector searches per request\n")
+    print(f"{args.clients} concurrent clients; {searches:.1f} vector searches per request")
+    print("1-minute load average: " + ", ".join(f"{k} {v:.1f}" for k, v in loads.items()) + "\n")
     print("| what | requests | p50 ms | p99 ms | mean ms | per s |\n|---|---|---|---|---|---|")
     print(summary("GET recommendations (limit 10)", api_latencies, api_s))
     print(summary("GET recommendations (limit 10, free=true)", filtered, filtered_s))

@@ -84,6 +84,29 @@ def observe_embedding_choice(backend: str, precision: str, source: str) -> None:
     EMBEDDING_BACKEND.labels(backend, precision, source).set(1)
 
 
+# Online evaluation: what served lists showed, and what learners then did with it. `list` is
+# recommendations or similar; `model` the strategy that made the list (hybrid, interests,
+# popular, similar); `reason` the reason code the course was shown with (which model put it
+# there). A click is an interaction of type view citing the list.
+RECOMMENDATION_IMPRESSIONS = Counter(
+    "coursewise_recommendation_impressions",
+    "Courses shown in served lists, by list, model and reason",
+    ["list", "model", "reason"],
+)
+RECOMMENDATION_OUTCOMES = Counter(
+    "coursewise_recommendation_interactions",
+    "Accepted interactions citing a served list (recommendation_id) with a course of it, by "
+    "list, model, reason and interaction type (view = click, enroll = enrolment)",
+    ["list", "model", "reason", "type"],
+)
+RECOMMENDATION_UNATTRIBUTED = Counter(
+    "coursewise_recommendation_unattributed",
+    "Accepted interactions citing a recommendation_id that could not be attributed, by why "
+    "(unknown_list: no such list, or pruned; not_in_list: the course was not in it)",
+    ["why"],
+)
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     HTTP_LATENCY.labels(method, route, str(status)).observe(seconds)
 

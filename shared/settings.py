@@ -174,6 +174,15 @@ class Settings(BaseSettings):
     # (2026-12-02: six or more courses; a learner's reads see at most 1,000 interactions).
     rec_popular_histories: list[int] = Field(default_factory=lambda: list(range(6, 1001)))
     popular_window_days: float = Field(default=3650.0, gt=0)
+    # Similar courses (`/v1/courses/{id}/similar`): cosine of the embeddings, plus this much
+    # co-enrolment (share of the course's learners who also took the other, shrunk by
+    # `similar_shrink` learners) and skills overlap (Jaccard). Co-enrolment 4, no shrink: the
+    # tuning half's choice of bench/similar.py (2026-12-02, docs/recommendations.md), where
+    # learners took a course together it leads, content orders the rest.
+    similar_co_taken: float = Field(default=4.0, ge=0)
+    similar_skills: float = Field(default=0.1, ge=0)
+    similar_shrink: float = Field(default=0.0, ge=0)
+    similar_candidates: int = Field(default=50, ge=10, le=1000)
     # Implicit ALS (chosen on the same evaluation: more factors or less regularisation overfit
     # this sparse data).
     als_factors: int = Field(default=16, ge=2, le=1024)

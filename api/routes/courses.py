@@ -10,7 +10,8 @@ from api.deps import (
     DispatcherDep,
     IdempotencyKeyDep,
     ReadSessionDep,
-    SearchDep,
+    RecommenderDep,
+    SessionDep,
     SettingsDep,
 )
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
@@ -24,12 +25,13 @@ from shared.catalog.schemas import (
     CourseOut,
     CoursePage,
     CoursePatch,
-    ScoredCoursePage,
     course_out,
 )
 from shared.catalog.writes import CoursePatchItem, CourseRef
 from shared.ledger.schemas import TaskAccepted, TaskType
 from shared.pagination import decode_cursor, encode_cursor
+from shared.recommendations.schemas import SimilarPage
+from shared.recommendations.similar import similar_page
 
 router = APIRouter(prefix="/v1/courses", tags=["courses"])
 
@@ -178,7 +180,12 @@ async def get_course(_: ReaderDep, course_id: CourseIdPath, request: Request) ->
 @router.get(
     "/{course_id}/similar",
     summary="Courses similar to this one",
-    response_model=ScoredCoursePage,
+    description=(
+        "Close in content (the embeddings' cosine), taken by the same learners, sharing "
+        "skills: blended, each item with its reason. The list carries a `recommendation_id` "
+        "interactions may cite."
+    ),
+    response_model=SimilarPage,
     responses={
         **ERROR_RESPONSES,
         **NOT_FOUND,
@@ -188,10 +195,9 @@ async def get_course(_: ReaderDep, course_id: CourseIdPath, request: Request) ->
 async def similar_courses(
     _: ReaderDep,
     course_id: CourseIdPath,
-    session: ReadSessionDep,
-    search: SearchDep,
+    session: SessionDep,
+    recommender: RecommenderDep,
     filters: FiltersQuery,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
-) -> ScoredCoursePage:
-    items = await search.similar(CourseRepository(session), course_id, filters, limit=limit)
-    return ScoredCoursePage(items=items, next_cursor=None)
+) -> SimilarPage:
+    return await similar_page(recommender.similar, session, course_id, filters, limit=limit)

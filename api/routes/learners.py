@@ -22,6 +22,7 @@ from shared.learners.schemas import (
 )
 from shared.learners.writes import LearnerRef
 from shared.ledger.schemas import TaskAccepted, TaskType
+from shared.recommendations import tracking
 from shared.recommendations.schemas import RecommendationPage
 
 router = APIRouter(tags=["learners"])
@@ -76,7 +77,9 @@ async def delete_learner(
         'problem answers 422 listing every problem with its location (`["body", index, field]`) '
         "and nothing is queued. An unknown learner is created; an interaction with an unknown "
         "course is reported as a per-item error of the task. The same `event_id` for a learner "
-        "is stored once."
+        "is stored once. An interaction may cite the `recommendation_id` of the list it came "
+        "from: an unknown id is accepted but not attributed; another learner's list is refused "
+        "(422)."
     ),
     **ACCEPTED,
 )
@@ -87,20 +90,26 @@ async def post_interactions(
     dispatcher: DispatcherDep,
     settings: SettingsDep,
     key: IdempotencyKeyDep,
+    session: SessionDep,
 ) -> TaskAccepted:
     if len(interactions) > settings.interactions_max_items:
         raise InvalidRequest(
             f"At most {settings.interactions_max_items} interactions per request.",
             [ErrorDetail(["body"], "too_long", f"{len(interactions)} items sent")],
         )
+    problems, citations = await tracking.check_citations(session, interactions)
+    if problems:
+        raise InvalidRequest("An interaction cites another learner's recommendations.", problems)
     accepted_at = datetime.now(UTC)
     items = [interaction.to_record(accepted_at) for interaction in interactions]
-    return await dispatcher.accept(
+    accepted = await dispatcher.accept(
         TaskType.interaction_batch,
         items,
         idempotency_request(request, caller, key, items),
         caller.owner,
     )
+    tracking.count(citations)
+    return accepted
 
 
 @router.get(
@@ -134,7 +143,8 @@ async def get_learner(_: ReaderDep, user_id: LearnerIdPath, session: SessionDep)
         "Never includes a course the learner enrolled in or completed. A learner with history "
         "gets a hybrid of content similarity, collaborative filtering (ALS) and popularity; one "
         "with only a profile gets courses matching their interests; an unknown one gets popular "
-        "courses. Every item says why it is there."
+        "courses. Every item says why it is there. The list carries a `recommendation_id` "
+        "its learner's interactions may cite."
     ),
     response_model=RecommendationPage,
     responses=ERROR_RESPONSES,
@@ -147,4 +157,13 @@ async def recommend(
     filters: Annotated[CourseFilters, Query()],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> RecommendationPage:
-    return await recommender.recommend(session, user_id, filters, limit=limit)
+    page = await recommender.recommend(session, user_id, filters, limit=limit)
+    page.recommendation_id = await tracking.issue(
+        session,
+        surface=tracking.RECOMMENDATIONS,
+        learner_id=user_id,
+        strategy=page.strategy.value,
+        model_version=page.model_version,
+        reasons=[(item.id, item.reason_code.value) for item in page.items],
+    )
+    return page

@@ -38,6 +38,19 @@ class CourseRepository:
         rows = (await self.session.scalars(query.execution_options(populate_existing=True))).all()
         return {row.id: row for row in rows}
 
+    async def indexed_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        """The content hash of each live course whose Milvus entry is its current version: the
+        text Milvus holds the embedding of."""
+        if not ids:
+            return {}
+        query = select(Course.id, Course.content_hash).where(
+            Course.id.in_(list(ids)),
+            Course.deleted_at.is_(None),
+            Course.index_state == "indexed",
+            Course.indexed_version == Course.version,
+        )
+        return {row[0]: row[1] for row in (await self.session.execute(query)).all()}
+
     async def list_live(
         self, filters: CourseFilters, *, after_id: str | None, limit: int
     ) -> list[Course]:

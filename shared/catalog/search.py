@@ -1,4 +1,5 @@
-"""Hybrid search (PostgreSQL full text and trigrams + Milvus vectors) and similar courses.
+"""Hybrid search (PostgreSQL full text and trigrams + Milvus vectors); similar courses are
+shared/recommendations/similar.py.
 
 A search takes the best keyword candidates from PostgreSQL and the nearest vectors from Milvus,
 both under the same filters, and fuses them (shared/catalog/ranking.py). The results a client
@@ -41,9 +42,8 @@ from shared.catalog.schemas import (
     course_out,
 )
 from shared.embedding import Embedder
-from shared.errors import CourseNotFound, CourseNotIndexed
 from shared.metrics import SEARCH_DEGRADED
-from shared.milvus import literal, loaded_async
+from shared.milvus import loaded_async
 
 log = logging.getLogger(__name__)
 
@@ -297,24 +297,6 @@ class CourseSearch:
                 continue
             results.append(ScoredCourse(**course_out(row).model_dump(), score=round(score, 6)))
         return results
-
-    async def similar(
-        self, repo: CourseRepository, course_id: str, filters: CourseFilters, *, limit: int
-    ) -> list[ScoredCourse]:
-        if await repo.get_live(course_id) is None:
-            raise CourseNotFound(course_id)
-        found = await loaded_async(
-            self.milvus,
-            self.collection,
-            lambda: self.milvus.query(
-                self.collection, filter=f"id == {literal(course_id)}", output_fields=["vector"]
-            ),
-        )
-        if not found:
-            raise CourseNotIndexed(course_id)
-        expression = milvus_expression(filters, exclude_id=course_id)
-        hits = await self._nearest(list(found[0]["vector"]), expression, limit=limit)
-        return await self._hydrate(repo, hits)
 
 
 def _first(pair: tuple[SortKey, Ranked]) -> SortKey:

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.learners.models import Interaction, Learner
+from shared.recommendations.models import RecommendationList
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,10 @@ class LearnerRepository:
             select(func.count()).where(Interaction.learner_id == learner_id)
         )
         await self.session.execute(delete(Learner).where(Learner.id == learner_id))
+        # The lists served to them say what they were shown: theirs too.
+        await self.session.execute(
+            delete(RecommendationList).where(RecommendationList.learner_id == learner_id)
+        )
         return int(gone or 0)
 
     async def scrub_task_payloads(self, learner_id: str, types: Sequence[str]) -> int:

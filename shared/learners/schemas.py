@@ -90,6 +90,14 @@ class InteractionIn(BaseModel):
     event_id: EventId | None = Field(
         default=None, description="client id of the event: the same id for a learner counts once"
     )
+    recommendation_id: EventId | None = Field(
+        default=None,
+        description=(
+            "the `recommendation_id` of the list the learner acted on (recommendations or similar "
+            "courses), for online evaluation; an unknown id is accepted but not attributed, "
+            "another learner's list is refused"
+        ),
+    )
 
     @field_validator("value")
     @classmethod

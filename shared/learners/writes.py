@@ -39,6 +39,8 @@ class InteractionItem(BaseModel):
     value: int | None = None
     occurred_at: datetime
     event_id: str | None = None
+    # Kept in the ledger's payload (what was cited); attribution is counted at acceptance.
+    recommendation_id: str | None = None
 
 
 @dataclass

@@ -54,3 +54,24 @@ class ModelVersion(Base):
             postgresql_where=text("state = 'active'"),
         ),
     )
+
+
+class RecommendationList(Base):
+    """A served list (recommendations or similar courses), so interactions can cite it."""
+
+    __tablename__ = "recommendation_lists"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    surface: Mapped[str] = mapped_column(String(32))
+    # Whom it was made for; NULL for similar courses (anyone may cite those).
+    learner_id: Mapped[str | None] = mapped_column(String(200))
+    strategy: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[int | None] = mapped_column(BigInteger)
+    # course id -> reason code, for each course of the list.
+    reasons: Mapped[dict[str, str]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_recommendation_lists_learner_id", "learner_id"),
+        Index("ix_recommendation_lists_created_at", "created_at"),
+    )

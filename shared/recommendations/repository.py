@@ -5,13 +5,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.catalog.filters import CourseFilters, sql_conditions
 from shared.catalog.models import Course
 from shared.learners.models import Interaction
-from shared.recommendations.models import ModelVersion
+from shared.recommendations.models import ModelVersion, RecommendationList
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,112 @@ class PopularityRepository:
         )
         return {row[0]: int(row[1]) for row in (await self.session.execute(query)).all()}
 
+    async def co_taken(
+        self, course_id: str, *, types: Sequence[str], limit: int
+    ) -> tuple[int, list[tuple[str, int]]]:
+        """Learners who took this course, and the live courses most of them also took (course,
+        distinct learners), most first: "learners who took this also took"."""
+        takers = (
+            select(Interaction.learner_id)
+            .where(Interaction.course_id == course_id, Interaction.type.in_(list(types)))
+            .distinct()
+            .subquery()
+        )
+        total = await self.session.scalar(select(func.count()).select_from(takers))
+        learners = func.count(func.distinct(Interaction.learner_id))
+        query = (
+            select(Interaction.course_id, learners)
+            .join(takers, takers.c.learner_id == Interaction.learner_id)
+            .join(Course, Course.id == Interaction.course_id)
+            .where(
+                Interaction.course_id != course_id,
+                Interaction.type.in_(list(types)),
+                Course.deleted_at.is_(None),
+            )
+            .group_by(Interaction.course_id)
+            .order_by(learners.desc(), Interaction.course_id)
+            .limit(limit)
+        )
+        rows = (await self.session.execute(query)).all()
+        return int(total or 0), [(row[0], int(row[1])) for row in rows]
+
+    async def state(self) -> tuple[int | None, int, int | None]:
+        """What popularity is computed from, in three numbers: the highest interaction id (any
+        insert raises it), the number of interactions (any deletion lowers it; rows are never
+        updated), and the highest course version (every course write, tombstones included,
+        stamps a higher one)."""
+        row = (
+            await self.session.execute(
+                select(
+                    select(func.max(Interaction.id)).scalar_subquery(),
+                    select(func.count()).select_from(Interaction).scalar_subquery(),
+                    select(func.max(Course.version)).scalar_subquery(),
+                )
+            )
+        ).one()
+        return row[0], int(row[1]), row[2]
+
     async def newest(self) -> datetime | None:
         """When the newest interaction happened: the instant the data describes."""
         return await self.session.scalar(select(func.max(Interaction.occurred_at)))
+
+
+@dataclass(frozen=True)
+class IssuedList:
+    id: str
+    surface: str
+    learner_id: str | None
+    strategy: str
+    model_version: int | None
+    reasons: dict[str, str]
+
+
+class IssuedListRepository:
+    """The served lists interactions may cite (`recommendation_id`)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def record(self, issued: IssuedList) -> None:
+        await self.session.execute(
+            insert(RecommendationList).values(
+                id=issued.id,
+                surface=issued.surface,
+                learner_id=issued.learner_id,
+                strategy=issued.strategy,
+                model_version=issued.model_version,
+                reasons=issued.reasons,
+            )
+        )
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, IssuedList]:
+        if not ids:
+            return {}
+        rows = await self.session.execute(
+            select(RecommendationList).where(RecommendationList.id.in_(sorted(set(ids))))
+        )
+        return {
+            row.id: IssuedList(
+                row.id, row.surface, row.learner_id, row.strategy, row.model_version, row.reasons
+            )
+            for row in rows.scalars()
+        }
+
+    async def erase_learner(self, learner_id: str) -> int:
+        result = await self.session.execute(
+            delete(RecommendationList).where(RecommendationList.learner_id == learner_id)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def prune(self, *, older_than: datetime, limit: int) -> int:
+        """Delete up to `limit` lists issued before `older_than` (retention)."""
+        old = (
+            select(RecommendationList.id)
+            .where(RecommendationList.created_at < older_than)
+            .order_by(RecommendationList.created_at)
+            .limit(limit)
+        )
+        result = await self.session.execute(
+            delete(RecommendationList).where(RecommendationList.id.in_(old))
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

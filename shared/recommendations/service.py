@@ -12,6 +12,7 @@ The API route and the evaluation (bench/evaluate_recs.py) both call `Recommender
 """
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from shared.recommendations.schemas import (
     RecommendedCourse,
     Strategy,
 )
+from shared.recommendations.similar import SimilarCourses
 from shared.recommendations.weights import TAKEN_TYPES, aggregate
 from shared.settings import Settings
 
@@ -187,11 +189,41 @@ def blend_weights(found: Candidates, settings: Settings) -> BlendWeights:
     return BlendWeights.from_settings(settings)
 
 
+class Vectors:
+    """Vectors that never change under their key, kept so a read need not fetch them again:
+    course embeddings by (id, content hash: the text embedded, one model per process) and ALS
+    item factors by (model version, id). A hit is exactly what Milvus holds for that key, so
+    answers depend on the data alone, as without it. Bounded: least recently used go first."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str | int, str], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[str | int, str]) -> np.ndarray | None:
+        vector = self._items.get(key)
+        if vector is not None:
+            self._items.move_to_end(key)
+        return vector
+
+    def put(self, key: tuple[str | int, str], vector: np.ndarray) -> None:
+        self._items[key] = vector
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
 class Recommender:
     def __init__(self, milvus: AsyncMilvusClient, settings: Settings, search: CourseSearch):
         self.milvus = milvus
         self.settings = settings
         self.search = search
+        self.similar = SimilarCourses(milvus, settings)
+        self.known = Vectors()
+        # Popularity by the state of the data it is computed from (`PopularityRepository.state`)
+        # and the filters: the same data gives the same answer, so it is kept, not recounted
+        # (the count was a full aggregate of the interactions on every read). Any write changes
+        # the state, and the next read counts again.
+        self._trending: OrderedDict[tuple[Any, ...], list[tuple[str, int]]] = OrderedDict()
         # The Gram matrix of the active model, by version: a version never changes.
         self._gram: tuple[int, np.ndarray] | None = None
 
@@ -221,6 +253,57 @@ class Recommender:
             ),
         )
         return {row["id"]: np.asarray(row["vector"], dtype=np.float64) for row in rows}
+
+    async def _course_vectors(
+        self, session: AsyncSession, ids: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """Course embeddings: from `known` where PostgreSQL says Milvus holds the embedding of
+        the same text, else from Milvus (and then kept under the hash Milvus reports)."""
+        if not ids:
+            return {}
+        hashes = await CourseRepository(session).indexed_hashes(ids)
+        found: dict[str, np.ndarray] = {}
+        missing = []
+        for course_id in ids:
+            content_hash = hashes.get(course_id)
+            vector = self.known.get((course_id, content_hash)) if content_hash else None
+            if vector is None:
+                missing.append(course_id)
+            else:
+                found[course_id] = vector
+        if missing:
+            collection = self.settings.milvus_collection
+            expression = f"id in [{', '.join(literal(i) for i in missing)}]"
+            rows = await loaded_async(
+                self.milvus,
+                collection,
+                lambda: self.milvus.query(
+                    collection,
+                    filter=expression,
+                    output_fields=["vector", "content_hash"],
+                    limit=len(missing),
+                ),
+            )
+            for row in rows:
+                vector = np.asarray(row["vector"], dtype=np.float64)
+                self.known.put((row["id"], row["content_hash"]), vector)
+                found[row["id"]] = vector
+        return found
+
+    async def _item_factors(self, active: ActiveModel, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The active model's item factors of these courses (a version never changes)."""
+        found: dict[str, np.ndarray] = {}
+        missing = []
+        for course_id in ids:
+            vector = self.known.get((active.version, course_id))
+            if vector is None:
+                missing.append(course_id)
+            else:
+                found[course_id] = vector
+        fetched = await self._vectors(active.collection, missing)
+        for course_id, vector in fetched.items():
+            self.known.put((active.version, course_id), vector)
+        return found | fetched
 
     async def _nearest(
         self,
@@ -254,6 +337,19 @@ class Recommender:
             filters, since=since, limit=POPULAR_POOL
         )
 
+    async def _popular(
+        self, popularity: PopularityRepository, filters: CourseFilters, since: datetime
+    ) -> list[tuple[str, int]]:
+        key = (await popularity.state(), filters.model_dump_json(), since)
+        trending = self._trending.get(key)
+        if trending is None:
+            trending = await popularity.trending(filters, since=since, limit=POPULAR_POOL)
+            self._trending[key] = trending
+            while len(self._trending) > 64:
+                self._trending.popitem(last=False)
+        self._trending.move_to_end(key)
+        return trending
+
     # --- candidates ----------------------------------------------------------------------------
     async def candidates(
         self, session: AsyncSession, learner_id: str, filters: CourseFilters
@@ -285,7 +381,7 @@ class Recommender:
         found = Candidates(strategy=strategy, learner=learner, seen=seen, history=history)
 
         since = as_of - timedelta(days=settings.popular_window_days)
-        trending = await popularity.trending(filters, since=since, limit=POPULAR_POOL)
+        trending = await self._popular(popularity, filters, since)
         counts = {course_id: count for course_id, count in trending if course_id not in seen}
         found.popular = {
             course_id: math.log1p(count) for course_id, count in list(counts.items())[:pool]
@@ -300,7 +396,7 @@ class Recommender:
 
         # Content: the learner's courses, weighted, plus their interests.
         collection = settings.milvus_collection
-        found.history_vectors = await self._vectors(collection, sorted(history))
+        found.history_vectors = await self._course_vectors(session, sorted(history))
         vector = np.zeros(settings.embedding_dim)
         for course_id, course_vector in found.history_vectors.items():
             vector += history[course_id] * course_vector
@@ -313,7 +409,7 @@ class Recommender:
             )
         norm = float(np.linalg.norm(vector))
         if norm > 0:
-            found.content = await self._nearest(collection, vector, expression, pool, found.vectors)
+            found.content = await self._nearest(collection, vector, expression, pool)
             found.nearest = list(found.content)
 
         # Collaborative: fold the learner into the active model.
@@ -321,7 +417,7 @@ class Recommender:
         if model is not None:
             active, gram = model
             found.model_version = active.version
-            known = await self._vectors(active.collection, sorted(history))
+            known = await self._item_factors(active, sorted(history))
             if known:
                 ids = sorted(known)
                 factors = np.stack([known[i] for i in ids])
@@ -335,8 +431,7 @@ class Recommender:
         # but ignore any course below the top `rec_candidates` popular ones).
         everyone = set(found.content) | set(found.popular) | set(found.als)
         if norm > 0:
-            missing = sorted(everyone - found.vectors.keys())
-            found.vectors.update(await self._vectors(collection, missing))
+            found.vectors.update(await self._course_vectors(session, sorted(everyone)))
             for course_id in everyone - found.content.keys():
                 if course_id in found.vectors:
                     found.content[course_id] = float(found.vectors[course_id] @ vector / norm)
@@ -394,7 +489,9 @@ class Recommender:
                 reason = _reason("content", found)
                 item = Ranked(course_id, item.score, reason)
             kept.append((item, row, score))
-        because = await self._because(found, [e[0].course_id for e in kept if _similar(e[0])])
+        because = await self._because(
+            session, found, [e[0].course_id for e in kept if _similar(e[0])]
+        )
         items = []
         for item, row, score in kept:
             source = because.get(item.course_id)
@@ -412,14 +509,16 @@ class Recommender:
             items=items, strategy=found.strategy, model_version=found.model_version
         )
 
-    async def _because(self, found: Candidates, ids: list[str]) -> dict[str, str]:
+    async def _because(
+        self, session: AsyncSession, found: Candidates, ids: list[str]
+    ) -> dict[str, str]:
         """For courses recommended as similar: which of the learner's courses is closest."""
         if not ids or not found.history_vectors:
             return {}
         vectors = {i: found.vectors[i] for i in ids if i in found.vectors}
         missing = [i for i in ids if i not in vectors]
         if missing:
-            vectors.update(await self._vectors(self.settings.milvus_collection, missing))
+            vectors.update(await self._course_vectors(session, missing))
         history_ids = sorted(found.history_vectors)
         history = np.stack([found.history_vectors[i] for i in history_ids])
         return {

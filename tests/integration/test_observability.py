@@ -133,6 +133,18 @@ def test_every_metric_on_the_grafana_dashboard_is_exported(
 ) -> None:
     # After at least one write, so every labelled series exists.
     assert wait_task(api, accept(api.post("/v1/courses", json=course("obs-dashboard"))))
+    # And a served list, cited once with one of its courses and once with an unknown id.
+    taken = {"user_id": "obs-learner", "course_id": "obs-dashboard", "type": "enroll"}
+    assert wait_task(api, accept(api.post("/v1/interactions", json=[taken])))
+    page = api.get("/v1/users/obs-someone/recommendations").json()
+    shown = page["items"][0]["id"]
+    cited = [
+        {"user_id": "obs-someone", "course_id": shown, "type": "view",
+         "recommendation_id": page["recommendation_id"]},
+        {"user_id": "obs-someone", "course_id": shown, "type": "view",
+         "recommendation_id": "rec_unknown"},
+    ]  # fmt: skip
+    assert wait_task(api, accept(api.post("/v1/interactions", json=cited)))
     dashboard = json.loads(
         (ROOT / "infra" / "grafana" / "dashboards" / "coursewise.json").read_text()
     )

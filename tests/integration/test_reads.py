@@ -94,7 +94,9 @@ def test_similar_courses(api: httpx.Client, demo: list[dict[str, Any]]) -> None:
     response = api.get(f"/v1/courses/{target['id']}/similar", params={"limit": 5})
     items = response.json()["items"]
     assert len(items) == 5 and target["id"] not in [i["id"] for i in items]
-    assert all(-1 <= i["score"] <= 1 for i in items)
+    assert all(-1 <= i["similarity"] <= 1 and i["score"] >= i["similarity"] for i in items)
+    assert all(i["reason_code"] and i["reason"] for i in items)
+    assert response.json()["recommendation_id"]
     filtered = api.get(f"/v1/courses/{target['id']}/similar", params={"level": "advanced"}).json()
     assert filtered["items"] and all(i["level"] == "advanced" for i in filtered["items"])
     missing = api.get("/v1/courses/demo:does-not-exist/similar")

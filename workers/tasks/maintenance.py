@@ -14,6 +14,7 @@ from shared.db import transaction
 from shared.ledger.idempotency import IdempotencyRepository
 from shared.ledger.repository import TaskRepository
 from shared.messaging import RECONCILE_INDEX, REQUEUE_STALE_TASKS, publish_write
+from shared.recommendations.repository import IssuedListRepository
 from shared.settings import Settings
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
@@ -62,6 +63,10 @@ async def prune(settings: Settings, session: AsyncSession) -> dict[str, int]:
         ),
         "rate_counters": await RateCounterRepository(session).prune(
             before_window=int(now.timestamp()) - 2 * RATE_WINDOW_S
+        ),
+        # A list older than the task retention is no longer attributed (counted unknown_list).
+        "recommendation_lists": await IssuedListRepository(session).prune(
+            older_than=now - retention, limit=10_000
         ),
     }
 
