@@ -141,29 +141,6 @@ class CourseSearch:
         waiting, but the encoding still lands in the cache for the next one."""
         return await self.queries.embed(text)
 
-    async def _nearest(
-        self,
-        vector: list[float],
-        expression: str,
-        *,
-        limit: int,
-        offset: int = 0,
-        deadline_s: float | None = None,
-    ) -> list[tuple[str, float]]:
-        kwargs: dict[str, Any] = {"limit": limit, "output_fields": ["version"]}
-        if offset:
-            kwargs["offset"] = offset
-        if expression:
-            kwargs["filter"] = expression
-        if deadline_s is not None:
-            kwargs["timeout"] = deadline_s  # Milvus's own, beside the caller's budget
-        hits = await loaded_async(
-            self.milvus,
-            self.collection,
-            lambda: self.milvus.search(self.collection, data=[vector], **kwargs),
-        )
-        return [(hit["id"], float(hit["distance"])) for hit in hits[0]]
-
     async def _search_many(
         self, vectors: list[list[float]], expression: str, limit: int
     ) -> list[list[tuple[str, float]]]:
