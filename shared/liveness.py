@@ -96,7 +96,29 @@ def main(argv: list[str] | None = None) -> int:
         help="also SIGKILL the stale processes (compose: the container then exits and its "
         "restart policy starts it again; a healthcheck alone restarts nothing)",
     )
+    http = sub.add_parser(
+        "http",
+        help="exit 1 if URL fails ATTEMPTS times in a row (for a process with no loop of ours, "
+        "such as Flower)",
+    )
+    http.add_argument("url")
+    http.add_argument("--attempts", type=int, default=3)
+    http.add_argument("--timeout", type=float, default=5.0)
+    http.add_argument(
+        "--kill",
+        action="store_true",
+        help="then SIGKILL every process of this container but its init (compose with "
+        "`init: true`: the container exits and is restarted)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "http":
+        if _answers(args.url, args.attempts, args.timeout):
+            return 0
+        print(f"{args.url}: no answer {args.attempts} times in a row")
+        if args.kill:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(-1, signal.SIGKILL)  # never this process or PID 1 (the kernel's rule)
+        return 1
     found = stale(args.dir, args.max_age)
     for pid, age in sorted(found.items()):
         print(f"pid {pid}: no heartbeat for {age:.0f} s (bound {args.max_age:.0f} s)")
@@ -104,6 +126,21 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
     return 1 if found else 0
+
+
+def _answers(url: str, attempts: int, timeout: float) -> bool:
+    import urllib.request
+
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(timeout)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                if 200 <= response.status < 300:
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 if __name__ == "__main__":
