@@ -12,7 +12,7 @@ from celery import Celery
 from celery.app.amqp import AMQP
 from celery.app.events import Events
 from celery.events.dispatcher import EventDispatcher
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Exchange, Producer, Queue, pools
 
 from shared.ledger.kinds import KINDS, kind_of
 from shared.ledger.schemas import TaskType
@@ -108,6 +108,18 @@ class BoundedAMQP(AMQP):
     waits at most the publish timeout for its socket write and for its publisher confirm, and
     declares nothing (the topology is declared at start-up). Celery has no setting for either:
     without this, beat waited for a confirm forever while RabbitMQ held confirms back."""
+
+    @property
+    def producer_pool(self) -> Any:
+        # Producers on publishing connections (socket read/write timeouts): after a failed
+        # publish the pool closes the producer's channel gracefully, and on a connection
+        # without timeouts that close waited for the broker forever.
+        pool: Any = self.__dict__.get("_producer_pool")
+        if pool is None:
+            pool = pools.producers[publishing_connection(self.app)]
+            pool.limit = self.app.pool.limit
+            self._producer_pool = pool
+        return pool
 
     def _create_task_sender(self) -> Any:
         send = super()._create_task_sender()
