@@ -4,7 +4,8 @@ that apply ledger tasks, and their queues, come from the table of kinds (shared/
 the periodic ones are named here."""
 
 import contextlib
-import logging
+import socket
+import struct
 import uuid
 from typing import Any
 
@@ -17,8 +18,6 @@ from kombu import Connection, Exchange, Producer, Queue, pools
 from shared.ledger.kinds import KINDS, kind_of
 from shared.ledger.schemas import TaskType
 from shared.settings import Settings
-
-log = logging.getLogger(__name__)
 
 RECONCILE_INDEX = "coursewise.maintenance.reconcile_index"
 SCHEDULED_RETRAIN = "coursewise.training.scheduled_retrain"
@@ -143,16 +142,26 @@ class UnconfirmedEventDispatcher(EventDispatcher):
 
     def __init__(self, connection: Connection | None = None, *args: Any, **kwargs: Any) -> None:
         if connection is not None:
+            timeout = self.app.conf.coursewise_socket_timeout_s if self.app else None
             options = dict(connection.transport_options or {})
             options["confirm_publish"] = False
-            options["write_timeout"] = options.get("write_timeout") or (
-                self.app.conf.coursewise_socket_timeout_s if self.app else None
-            )
-            connection.transport_options = options
-            # The worker connected it already: its channels are made from here on.
+            options["write_timeout"] = options.get("write_timeout") or timeout
+            connection.transport_options = options  # for its reconnections
+            # The worker connected it already: its channels are made from here on, and its
+            # socket gets the write timeout now.
             raw = getattr(connection, "_connection", None)
             if raw is not None:
                 raw.confirm_publish = False
+                sock = getattr(getattr(raw, "transport", None), "sock", None)
+                if sock is not None and timeout:
+                    seconds = int(timeout)
+                    micros = int((timeout - seconds) * 1_000_000)
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(
+                            socket.SOL_SOCKET,
+                            socket.SO_SNDTIMEO,
+                            struct.pack("ll", seconds, micros),
+                        )
         super().__init__(connection, *args, **kwargs)
 
 
