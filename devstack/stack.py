@@ -298,8 +298,11 @@ class LocalStack:
         )  # fmt: skip
 
     def start_api(
-        self, timeout: float = 120, workers: int = 1, ready_path: str = "/readyz"
+        self, timeout: float | None = None, workers: int = 1, ready_path: str = "/readyz"
     ) -> Process:
+        # A loaded machine can take minutes to load the model: COURSEWISE_START_TIMEOUT_S.
+        if timeout is None:
+            timeout = float(os.environ.get("COURSEWISE_START_TIMEOUT_S", "120"))
         process = self.spawn(
             "api",
             [

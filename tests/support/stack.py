@@ -88,9 +88,7 @@ def running_stack(env: dict[str, str], label: str, api_workers: int = 1) -> Iter
         local.start_training_worker()
         local.start_beat()
         local.start_sweeper()
-        # A loaded machine can take minutes to load the model (COURSEWISE_TEST_START_TIMEOUT_S).
-        timeout = float(os.environ.get("COURSEWISE_TEST_START_TIMEOUT_S", "120"))
-        local.start_api(workers=api_workers, timeout=timeout)
+        local.start_api(workers=api_workers)
         yield local
     for name in ("api", "worker", "training-worker", "beat", "sweeper", "milvus"):
         log = var_dir / f"{name}.log"
