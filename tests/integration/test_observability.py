@@ -73,6 +73,8 @@ def test_write_moves_worker_task_metrics_and_state_gauges(
     assert value(state, "coursewise_queue_consumers", queue="coursewise.courses") >= 1
     assert ("coursewise_index_lag_courses", frozenset({("state", "pending")})) in state
     assert ("coursewise_oldest_queued_task_age_seconds", frozenset()) in state
+    # The alarm's count (infra/prometheus/alerts.yml), read from the ledger at scrape time.
+    assert ("coursewise_tasks_queued_too_long", frozenset()) in state
 
 
 def worker_lines(stack: LocalStack) -> list[dict[str, Any]]:
