@@ -177,4 +177,4 @@ def test_a_write_queued_past_the_threshold_sets_off_the_alarm(stack: LocalStack)
 
     too_long, oldest = asyncio.run(scenario())
     assert too_long >= 1
-    assert oldest is not None and oldest >= 5 * 3600
+    assert oldest is not None and oldest > 4 * 3600  # now() is the transaction's start
