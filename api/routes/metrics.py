@@ -41,7 +41,11 @@ async def collect_state(request: Request, celery: Celery, settings: Settings) ->
         with anyio.fail_after(timeout):
             async with request.app.state.sessionmaker() as session:
                 tasks = TaskRepository(session)
-                state.tasks_by_status, state.oldest_queued_age_s = await tasks.unfinished_stats()
+                (
+                    state.tasks_by_status,
+                    state.oldest_queued_age_s,
+                    state.queued_too_long,
+                ) = await tasks.unfinished_stats(settings.queued_alert_after_s)
                 state.backlog = {
                     queue: (b.queued, b.apply_per_s)
                     for queue, b in (await backlogs(tasks, settings)).items()

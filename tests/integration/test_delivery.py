@@ -40,7 +40,7 @@ def test_write_accepted_during_broker_outage_is_applied_by_the_sweeper(
     task_id = accept(api_without_broker.post("/v1/courses", json=course(course_id)))
     assert api.get(f"/v1/tasks/{task_id}").json()["status"] == "queued"
 
-    # No message reached RabbitMQ; beat's sweep re-publishes it through the healthy broker.
+    # No message reached RabbitMQ; the sweeper re-publishes it through the healthy broker.
     task = wait_task(api, task_id, timeout=60)
     assert task["status"] == "succeeded"
     assert api.get(f"/v1/courses/{course_id}").json()["index_state"] == "indexed"

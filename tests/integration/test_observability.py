@@ -1,14 +1,21 @@
 """Metrics and request ids, against the running stack (API with two processes, a worker)."""
 
+import asyncio
 import json
 import re
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 
 from devstack.stack import ROOT, LocalStack
+from shared.db import create_engine, create_sessionmaker
+from shared.ledger.models import Task
+from shared.ledger.repository import TaskRepository
+from shared.settings import Settings
 from tests.support.http import accept, wait_task
 from tests.support.metrics import scrape, value
 
@@ -83,6 +90,8 @@ def test_write_moves_worker_task_metrics_and_state_gauges(
     for metrics in (after, state):
         info = [labels for name, labels in metrics if name == "coursewise_embedding_backend_info"]
         assert info and all(dict(labels)["backend"] == "openvino" for labels in info), info
+    # The alarm's count (infra/prometheus/alerts.yml), read from the ledger at scrape time.
+    assert ("coursewise_tasks_queued_too_long", frozenset()) in state
 
 
 def worker_lines(stack: LocalStack) -> list[dict[str, Any]]:
@@ -163,3 +172,31 @@ def test_every_metric_on_the_grafana_dashboard_is_exported(
         for name, _ in scrape(url)
     }
     assert wanted and wanted <= exported, sorted(wanted - exported)
+
+
+def test_a_write_queued_past_the_threshold_sets_off_the_alarm(stack: LocalStack) -> None:
+    """coursewise_tasks_queued_too_long counts it, and the oldest age covers it (the alert
+    rules' inputs)."""
+
+    async def scenario() -> tuple[int, float | None]:
+        engine = create_engine(Settings())
+        sessionmaker = create_sessionmaker(engine)
+        try:
+            # One transaction, rolled back: the live sweeper and workers never see the row.
+            async with sessionmaker() as session:
+                repo = TaskRepository(session)
+                task = await repo.create(type="course.upsert", payload={"items": []}, received=0)
+                await session.execute(
+                    update(Task)
+                    .where(Task.id == task.id)
+                    .values(enqueued_at=datetime.now(UTC) - timedelta(hours=5))
+                )
+                _, oldest, too_long = await repo.unfinished_stats(queued_too_long_s=4 * 3600)
+                await session.rollback()
+            return too_long, oldest
+        finally:
+            await engine.dispose()
+
+    too_long, oldest = asyncio.run(scenario())
+    assert too_long >= 1
+    assert oldest is not None and oldest > 4 * 3600  # now() is the transaction's start

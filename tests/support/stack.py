@@ -1,5 +1,5 @@
 """This run's own database, vhost, collection and ports, and a whole local stack on them
-(Milvus Lite, migrations, worker, training worker, beat, API), removed afterwards."""
+(Milvus Lite, migrations, worker, training worker, beat, sweeper, API), removed afterwards."""
 
 import asyncio
 import contextlib
@@ -75,7 +75,8 @@ def isolated_env(names: Names) -> Iterator[dict[str, str]]:
 
 @contextlib.contextmanager
 def running_stack(env: dict[str, str], label: str, api_workers: int = 1) -> Iterator[LocalStack]:
-    """Milvus Lite, migrations, a worker, beat and the API, stopped by pid afterwards."""
+    """Milvus Lite, migrations, a worker, beat, the sweeper and the API, stopped by pid
+    afterwards."""
     var_dir = Path(tempfile.mkdtemp(prefix=f"coursewise-{label}-{RUN_ID}-"))
     local = LocalStack(env=env, var_dir=var_dir, api_port=free_port())
     with local.running():
@@ -86,9 +87,10 @@ def running_stack(env: dict[str, str], label: str, api_workers: int = 1) -> Iter
         local.start_worker(metrics_port=local.worker_metrics_port)
         local.start_training_worker()
         local.start_beat()
+        local.start_sweeper()
         local.start_api(workers=api_workers)
         yield local
-    for name in ("api", "worker", "training-worker", "beat", "milvus"):
+    for name in ("api", "worker", "training-worker", "beat", "sweeper", "milvus"):
         log = var_dir / f"{name}.log"
         if log.exists() and "Traceback" in log.read_text(errors="replace"):
             print(f"\n--- {name}.log had a traceback: {log}")
