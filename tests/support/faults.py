@@ -33,6 +33,7 @@ class Outcome:
     accepted: dict[str, str] = field(default_factory=dict)  # idempotency key -> task id
     duplicated: int = 0  # a retried key that produced a second task
     rejected: int = 0  # never answered 202 despite client retries (not part of the model)
+    unexpected: list[str] = field(default_factory=list)  # 4xx answers to a valid write
     writes: list[Write] = field(default_factory=list)
 
 
@@ -68,9 +69,12 @@ def plan(prefix: str, count: int, seed: int) -> list[Write]:
     return writes
 
 
-def send(api: httpx.Client, write: Write, attempts: int = 30) -> str | None:
-    """A well-behaved client: retries on errors and 5xx with the same Idempotency-Key."""
-    for attempt in range(attempts):
+def send(api: httpx.Client, write: Write, patience_s: float = 300) -> str | None:
+    """A well-behaved client: retries on errors and 5xx with the same Idempotency-Key, for up to
+    `patience_s` (an API process killed and restarted takes its model load to answer again)."""
+    deadline = time.monotonic() + patience_s
+    attempt = 0
+    while True:
         try:
             response = api.request(
                 write.method, write.path, json=write.body, headers={"Idempotency-Key": write.key}
@@ -81,31 +85,73 @@ def send(api: httpx.Client, write: Write, attempts: int = 30) -> str | None:
                 raise AssertionError(f"{write.method} {write.path}: {response.text}")
         except httpx.TransportError:
             pass
+        if time.monotonic() > deadline:
+            return None
         time.sleep(min(0.2 * 2**attempt, 2.0))
-    return None
+        attempt += 1
 
 
-def drive(api: httpx.Client, writes: list[Write], pace_s: float) -> Outcome:
+def drive(
+    connect: Callable[[], httpx.Client], writes: list[Write], pace_s: float, clients: int = 1
+) -> Outcome:
+    """Send `writes` from `clients` concurrent clients (several writes in flight at once), each
+    pausing `pace_s` between its writes. A repeated write (same key) is a client's retry."""
     outcome = Outcome()
-    for write in writes:
-        task_id = send(api, write)
-        if task_id is None:
-            outcome.rejected += 1
-            continue
-        known = outcome.accepted.get(write.key)
-        if known is None:
-            outcome.accepted[write.key] = task_id
-            outcome.writes.append(write)
-        elif known != task_id:
-            outcome.duplicated += 1
-        time.sleep(pace_s)
+    lock = threading.Lock()
+    queue = list(reversed(writes))
+
+    def client() -> None:
+        with connect() as api:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    write = queue.pop()
+                try:
+                    task_id = send(api, write)
+                except AssertionError as exc:
+                    with lock:
+                        outcome.unexpected.append(str(exc))
+                    continue
+                with lock:
+                    if task_id is None:
+                        outcome.rejected += 1
+                        continue
+                    known = outcome.accepted.get(write.key)
+                    if known is None:
+                        outcome.accepted[write.key] = task_id
+                        outcome.writes.append(write)
+                    elif known != task_id:
+                        outcome.duplicated += 1
+                time.sleep(pace_s)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return outcome
 
 
-def in_background(action: Callable[[], None]) -> threading.Thread:
-    thread = threading.Thread(target=action, daemon=True)
-    thread.start()
-    return thread
+class Fault(threading.Thread):
+    """A fault injected in the background; `error` is what it raised, if anything."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        super().__init__(daemon=True)
+        self.action = action
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.action()
+        except BaseException as exc:
+            self.error = exc
+
+
+def in_background(action: Callable[[], None]) -> Fault:
+    fault = Fault(action)
+    fault.start()
+    return fault
 
 
 def drain(api: httpx.Client, task_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
