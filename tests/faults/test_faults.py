@@ -8,37 +8,25 @@ The stack runs on a RabbitMQ node of this suite's own (tests/support/broker.py),
 can be stopped, killed and starved without touching the machine's. When a scenario fails, what
 is needed to diagnose it (stacks, broker channels, ledger) is printed and kept in a directory."""
 
-import asyncio
 import os
-import signal
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
-import asyncpg
 import pytest
 
-from devstack.stack import LocalStack, Process
 from shared.settings import Settings
 from tests.support import broker as own
 from tests.support import faults as harness
-from tests.support.broker import Broker, own_broker
+from tests.support.broker import own_broker
 from tests.support.diagnostics import capture
+from tests.support.faults import SCENARIOS, Rig
 from tests.support.reports import FAULT_REPORT as REPORT
-from tests.support.stack import PG_ADMIN_DSN, RUN_ID, Names, isolated_env, running_stack
+from tests.support.stack import RUN_ID, Names, isolated_env, running_stack
 
 WRITES = int(os.environ.get("COURSEWISE_FAULT_WRITES", "300"))
 PACE_S = 0.02
 
 pytestmark = pytest.mark.skipif(not own.available(), reason="needs a RabbitMQ installation")
-
-
-@dataclass
-class Rig:
-    stack: LocalStack
-    settings: Settings
-    names: Names
-    broker: Broker
 
 
 @pytest.fixture(scope="module")
@@ -52,106 +40,6 @@ def rig() -> Iterator[Rig]:
         # pydantic-settings types its own _-prefixed init options; these keys are all fields
         settings = Settings(**{k.removeprefix("COURSEWISE_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
         yield Rig(stack, settings, names, broker)
-
-
-def latest(stack: LocalStack, name: str) -> Process:
-    return [p for p in stack.processes if p.name == name][-1]
-
-
-def kill(process: Process) -> None:
-    os.killpg(process.popen.pid, signal.SIGKILL)
-    process.popen.wait(10)
-
-
-def kill_worker_repeatedly(rig: Rig) -> None:
-    for _ in range(3):
-        time.sleep(5)
-        kill(latest(rig.stack, "worker"))  # mid-batch: before or after a commit
-        rig.stack.start_worker()
-
-
-def restart_rabbitmq(rig: Rig) -> None:
-    """A graceful stop of the node (it closes every connection), then a start."""
-    time.sleep(3)
-    rig.broker.stop()
-    time.sleep(5)
-    rig.broker.start()
-
-
-def kill_rabbitmq(rig: Rig) -> None:
-    """SIGKILL: no connection is closed, unconfirmed publishes get no answer; then the same
-    node on the same data directory and ports."""
-    time.sleep(3)
-    rig.broker.kill()
-    time.sleep(5)
-    rig.broker.start()
-
-
-def memory_alarm(rig: Rig, seconds: float = 60) -> None:
-    """The broker blocks every publishing connection (flow control) while its memory is over
-    the watermark: confirms stop coming, consumers still receive."""
-    time.sleep(3)
-    rig.broker.ctl("set_vm_memory_high_watermark", "absolute", "10MB")
-    try:
-        time.sleep(seconds)
-    finally:
-        rig.broker.ctl("set_vm_memory_high_watermark", "0.4")
-
-
-def terminate_connections(rig: Rig) -> None:
-    async def terminate() -> None:
-        connection = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()",
-                rig.names.database,
-            )
-        finally:
-            await connection.close()
-
-    for _ in range(5):
-        time.sleep(2)
-        asyncio.run(terminate())
-
-
-def stop_milvus_for_a_while(rig: Rig) -> None:
-    time.sleep(3)
-    latest(rig.stack, "milvus").stop()
-    time.sleep(8)
-    rig.stack.start_milvus(rig.stack.var_dir / "milvus-data")
-
-
-def kill_api(rig: Rig) -> None:
-    """SIGKILL to every API process with writes in flight (several clients at once): a write may
-    be recorded and not published, or published and not answered; clients retry with their key
-    against the restarted API."""
-    time.sleep(4)
-    kill(latest(rig.stack, "api"))
-    time.sleep(2)
-    rig.stack.start_api()
-
-
-def kill_beat(rig: Rig) -> None:
-    """Beat schedules the sweeps: killed (its schedule file mid-write, maybe) and restarted."""
-    for _ in range(2):
-        time.sleep(4)
-        kill(latest(rig.stack, "beat"))
-        time.sleep(3)
-        rig.stack.start_beat()
-
-
-# scenario -> (fault, concurrent clients)
-SCENARIOS: dict[str, tuple[Callable[[Rig], None], int]] = {
-    "worker SIGKILL mid-batch": (kill_worker_repeatedly, 1),
-    "RabbitMQ restart": (restart_rabbitmq, 1),
-    "PostgreSQL connections terminated": (terminate_connections, 1),
-    "Milvus stopped and restarted": (stop_milvus_for_a_while, 1),
-    "RabbitMQ memory alarm 60 s": (memory_alarm, 4),
-    "RabbitMQ SIGKILL": (kill_rabbitmq, 1),
-    "API SIGKILL with writes in flight": (kill_api, 4),
-    "beat SIGKILL": (kill_beat, 1),
-}
 
 
 def slug(scenario: str) -> str:

@@ -1,8 +1,11 @@
 """Drives a stream of writes through the HTTP API while a fault is injected, then checks the
-outcome against an in-memory model of what was accepted."""
+outcome against an in-memory model of what was accepted. The faults themselves are at the end
+(the fault suite runs each once; bench/soak.py draws them at random)."""
 
 import asyncio
+import os
 import random
+import signal
 import threading
 import time
 import uuid
@@ -10,11 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import httpx
 
+from devstack.stack import LocalStack, Process
 from shared.catalog.reconcile import reconcile
 from shared.milvus import connect
 from shared.settings import Settings
+from tests.support.broker import Broker
+from tests.support.stack import PG_ADMIN_DSN, Names
 from tests.support.stores import stores
 
 
@@ -233,3 +240,112 @@ def reconcile_finds(settings: Settings) -> int:
             return report.missing + report.stale + report.orphaned + report.unindexed
 
     return asyncio.run(run())
+
+
+# --- the faults -------------------------------------------------------------------------
+@dataclass
+class Rig:
+    stack: LocalStack
+    settings: Settings
+    names: Names
+    broker: Broker
+
+
+def latest(stack: LocalStack, name: str) -> Process:
+    return [p for p in stack.processes if p.name == name][-1]
+
+
+def kill(process: Process) -> None:
+    os.killpg(process.popen.pid, signal.SIGKILL)
+    process.popen.wait(10)
+
+
+def kill_worker_repeatedly(rig: Rig) -> None:
+    for _ in range(3):
+        time.sleep(5)
+        kill(latest(rig.stack, "worker"))  # mid-batch: before or after a commit
+        rig.stack.start_worker()
+
+
+def restart_rabbitmq(rig: Rig) -> None:
+    """A graceful stop of the node (it closes every connection), then a start."""
+    time.sleep(3)
+    rig.broker.stop()
+    time.sleep(5)
+    rig.broker.start()
+
+
+def kill_rabbitmq(rig: Rig) -> None:
+    """SIGKILL: no connection is closed, unconfirmed publishes get no answer; then the same
+    node on the same data directory and ports."""
+    time.sleep(3)
+    rig.broker.kill()
+    time.sleep(5)
+    rig.broker.start()
+
+
+def memory_alarm(rig: Rig, seconds: float = 60) -> None:
+    """The broker blocks every publishing connection (flow control) while its memory is over
+    the watermark: confirms stop coming, consumers still receive."""
+    time.sleep(3)
+    rig.broker.ctl("set_vm_memory_high_watermark", "absolute", "10MB")
+    try:
+        time.sleep(seconds)
+    finally:
+        rig.broker.ctl("set_vm_memory_high_watermark", "0.4")
+
+
+def terminate_connections(rig: Rig) -> None:
+    async def terminate() -> None:
+        connection = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                rig.names.database,
+            )
+        finally:
+            await connection.close()
+
+    for _ in range(5):
+        time.sleep(2)
+        asyncio.run(terminate())
+
+
+def stop_milvus_for_a_while(rig: Rig) -> None:
+    time.sleep(3)
+    latest(rig.stack, "milvus").stop()
+    time.sleep(8)
+    rig.stack.start_milvus(rig.stack.var_dir / "milvus-data")
+
+
+def kill_api(rig: Rig) -> None:
+    """SIGKILL to every API process with writes in flight (several clients at once): a write may
+    be recorded and not published, or published and not answered; clients retry with their key
+    against the restarted API."""
+    time.sleep(4)
+    kill(latest(rig.stack, "api"))
+    time.sleep(2)
+    rig.stack.start_api()
+
+
+def kill_beat(rig: Rig) -> None:
+    """Beat schedules the sweeps: killed (its schedule file mid-write, maybe) and restarted."""
+    for _ in range(2):
+        time.sleep(4)
+        kill(latest(rig.stack, "beat"))
+        time.sleep(3)
+        rig.stack.start_beat()
+
+
+# scenario -> (fault, concurrent clients)
+SCENARIOS: dict[str, tuple[Callable[[Rig], None], int]] = {
+    "worker SIGKILL mid-batch": (kill_worker_repeatedly, 1),
+    "RabbitMQ restart": (restart_rabbitmq, 1),
+    "PostgreSQL connections terminated": (terminate_connections, 1),
+    "Milvus stopped and restarted": (stop_milvus_for_a_while, 1),
+    "RabbitMQ memory alarm 60 s": (memory_alarm, 4),
+    "RabbitMQ SIGKILL": (kill_rabbitmq, 1),
+    "API SIGKILL with writes in flight": (kill_api, 4),
+    "beat SIGKILL": (kill_beat, 1),
+}

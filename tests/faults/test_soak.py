@@ -1,0 +1,32 @@
+"""The soak (bench/soak.py), short: 3 minutes of mixed writes and reads with random faults from
+the fault suite, on a stack and RabbitMQ node of its own. Its correctness goals must hold:
+nothing lost or applied twice, every accepted write applied or failed with a reason, the
+catalogue and interactions equal to the model, and no write queued longer than 5 minutes (a
+bound on waiting, not a speed figure). The figures are printed in the run's summary."""
+
+import os
+
+import pytest
+
+from bench import soak
+from tests.support import broker as own
+from tests.support.reports import FAULT_REPORT
+
+MINUTES = float(os.environ.get("COURSEWISE_SOAK_MINUTES", "3"))
+
+
+@pytest.mark.skipif(not own.available(), reason="needs a RabbitMQ installation")
+def test_a_short_soak_under_random_faults_loses_nothing() -> None:
+    result = soak.run(MINUTES, seed=int(os.environ.get("COURSEWISE_SOAK_SEED", "18")))
+    FAULT_REPORT.append(soak.describe(result))
+    print(result)
+
+    assert result["accepted"] > 0
+    assert result["lost"] == 0
+    assert result["duplicated"] == 0
+    assert result["failed_without_reason"] == 0
+    assert result["rejected"] == 0, "writes that never answered 202 despite retries"
+    assert not result["unexpected_4xx"]
+    assert result["state_matches_model"]
+    assert not [f for f in result["faults"] if f["error"]], "a fault could not be injected"
+    assert result["longest_queued_s"] <= soak.QUEUED_BOUND_S
