@@ -9,37 +9,19 @@ can be stopped, killed and starved without touching the machine's. When a scenar
 is needed to diagnose it (stacks, broker channels, ledger) is printed and kept in a directory."""
 
 import os
+import shutil
 import time
-from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings
-from tests.support import broker as own
 from tests.support import faults as harness
-from tests.support.broker import own_broker
 from tests.support.diagnostics import capture
 from tests.support.faults import SCENARIOS, Rig
 from tests.support.reports import FAULT_REPORT as REPORT
-from tests.support.stack import RUN_ID, Names, isolated_env, running_stack
 
 WRITES = int(os.environ.get("COURSEWISE_FAULT_WRITES", "300"))
 PACE_S = 0.02
-
-pytestmark = pytest.mark.skipif(not own.available(), reason="needs a RabbitMQ installation")
-
-
-@pytest.fixture(scope="module")
-def rig() -> Iterator[Rig]:
-    names = Names(f"{RUN_ID}f")
-    with (
-        own_broker(f"{RUN_ID}f") as broker,
-        isolated_env(names, broker) as env,
-        running_stack(env, "faults") as stack,
-    ):
-        # pydantic-settings types its own _-prefixed init options; these keys are all fields
-        settings = Settings(**{k.removeprefix("COURSEWISE_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
-        yield Rig(stack, settings, names, broker)
 
 
 def slug(scenario: str) -> str:
@@ -106,3 +88,20 @@ def run_scenario(rig: Rig, scenario: str) -> None:
     # One event loop and one pool per worker child, made after fork, across every task so far.
     worker_logs = [p.log.read_text(errors="replace") for p in stack.processes if p.name == "worker"]
     assert not any("attached to a different loop" in log for log in worker_logs)
+
+
+def test_a_failure_leaves_what_is_needed_to_diagnose_it(rig: Rig) -> None:
+    """What a failing scenario prints and keeps: each Python process's stacks, the broker's
+    channels with their unconfirmed counts, and the ledger by status."""
+    text = capture(rig.stack, rig.broker, rig.names, "check")
+    kept = text.splitlines()[0].removeprefix("diagnosis kept in ")
+    try:
+        for name in ("api", "worker", "beat"):
+            assert f"--- {name}.log: stacks" in text, name
+        assert "Current thread" in text or "Thread 0x" in text
+        channels = text.split("--- broker channels\n", 1)[1].split("\n---", 1)[0]
+        assert channels.strip() and "Error" not in channels, channels  # one row per channel
+        assert "status=succeeded" in text
+        assert (Path(kept) / "diagnosis.txt").read_text() == text
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
