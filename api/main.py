@@ -36,6 +36,7 @@ from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
 from shared.embedding import get_embedder
 from shared.ledger.repository import LedgerInserts
+from shared.liveness import Heartbeat
 from shared.logging import configure_logging
 from shared.messaging import build_celery
 from shared.metrics import mark_process_dead
@@ -93,6 +94,24 @@ def write_dispatcher(
     )
 
 
+async def liveness_heartbeat(settings: Settings, publisher: ConfirmedPublisher) -> None:
+    """Touch this process's liveness file while its event loop runs and its publishing thread
+    is not stuck in one round longer than every bounded wait of a round adds up to (connect,
+    confirms, one retry). A process failing either is restarted by its supervisor."""
+    heartbeat = Heartbeat(settings.liveness_dir, "api")
+    bound = 4 * settings.publish_timeout_s + 2 * settings.broker_socket_timeout_s
+    try:
+        while True:
+            stalled = publisher.stalled_for()
+            if stalled <= bound:
+                heartbeat.touch()
+            else:
+                log.error("the publishing thread is stuck (%.0f s in one round)", stalled)
+            await asyncio.sleep(settings.liveness_interval_s)
+    finally:
+        heartbeat.remove()
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -122,10 +141,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # half load). Frozen, collections only look at what requests allocate.
         gc.collect()
         gc.freeze()
+        heartbeat = asyncio.create_task(liveness_heartbeat(settings, publisher))
         log.info("api ready")
         try:
             yield
         finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             await milvus.close()
             await anyio.to_thread.run_sync(publisher.stop)
             celery.close()

@@ -4,7 +4,15 @@ Each accepted write still answers 202 only once RabbitMQ has confirmed its messa
 one thread hop and one confirm round trip per write, a single thread takes every message waiting
 for it, publishes them back to back on one confirm-mode channel, then waits for their confirms
 together. Messages are built by `publish_write` with this thread's producer, so they are the
-ones the sweeper sends and the workers expect."""
+ones the sweeper sends and the workers expect.
+
+Every wait of the thread is bounded: connecting (the publish timeout), the socket's reads and
+writes (channel open, confirm_select; `broker_socket_timeout_s`), the confirms (the publish
+timeout). After an error the socket is dropped, never closed gracefully (the AMQP close waits
+for an answer that may never come). The topology is declared once, on the first connection.
+While idle the thread sends and checks AMQP heartbeats, so a half-open connection is found
+before a write waits on it; `stalled_for` tells the API's liveness check how long the thread
+has been inside one round."""
 
 import asyncio
 import contextlib
@@ -18,7 +26,13 @@ from typing import Any
 
 from celery import Celery
 
-from shared.messaging import publish_write
+from shared.messaging import (
+    declare_topology,
+    drop,
+    keep_alive,
+    publish_write,
+    publishing_connection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +63,15 @@ class _Pending:
 
 
 class ConfirmedPublisher:
-    def __init__(self, app: Celery, timeout_s: float, max_batch: int = 500) -> None:
+    def __init__(
+        self, app: Celery, timeout_s: float, max_batch: int = 500, idle_check_s: float = 5.0
+    ) -> None:
         self.app = app
         self.timeout_s = timeout_s
         self.max_batch = max_batch
+        self.idle_check_s = idle_check_s
+        self._declared = False
+        self._round_started: float | None = None  # monotonic; None while waiting for work
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._connection: Any = None
@@ -70,7 +89,16 @@ class ConfirmedPublisher:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout)
-        self._close()
+        if self._thread is None or not self._thread.is_alive():
+            self._close()
+
+    def stalled_for(self) -> float:
+        """Seconds the thread has spent in its current round of work (0 while it waits for
+        work). Every wait in a round is bounded, so a long one means a wait that is not."""
+        if self._thread is None or not self._thread.is_alive():
+            return float("inf") if self._thread is not None else 0.0
+        started = self._round_started
+        return 0.0 if started is None else time.monotonic() - started
 
     async def publish(self, task_id: uuid.UUID, task_type: str, request_id: str | None) -> None:
         """Returns once the broker confirmed the message; raises if it did not."""
@@ -82,25 +110,45 @@ class ConfirmedPublisher:
     # --- the publishing thread --------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self.idle_check_s)
+            except queue.Empty:
+                self._round_started = time.monotonic()
+                self._keep_alive()
+                self._round_started = None
+                continue
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(item)
+            self._round_started = time.monotonic()
+            self._work(first)
+            self._round_started = None
+
+    def _keep_alive(self) -> None:
+        if self._connection is None:
+            return
+        try:
+            keep_alive(self._connection)
+        except Exception as exc:  # the next batch connects again
+            log.info("the publisher's connection is gone (%r)", exc)
+            self._close()
+
+    def _work(self, first: _Pending) -> None:
+        batch = [first]
+        while len(batch) < self.max_batch:
             try:
-                self._publish(batch)
-            except Exception:  # never let the thread die: every later write would wait in vain
-                log.exception("the publisher failed on a batch of %d", len(batch))
-                for item in batch:
-                    item.settle(PublishFailed("the publisher failed"))
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # stop after this batch
+                break
+            batch.append(item)
+        try:
+            self._publish(batch)
+        except Exception:  # never let the thread die: every later write would wait in vain
+            log.exception("the publisher failed on a batch of %d", len(batch))
+            for item in batch:
+                item.settle(PublishFailed("the publisher failed"))
 
     def _publish(self, batch: list[_Pending]) -> None:
         # A connection that sat idle may have been dropped without our knowing (a restarted
@@ -150,7 +198,11 @@ class ConfirmedPublisher:
             return
         # A connection of its own, without kombu's wait-per-message confirms: this thread
         # waits for them a batch at a time.
-        connection = self.app.connection_for_write(transport_options={"confirm_publish": False})
+        if not self._declared:
+            declare_topology(self.app)
+            self._declared = True
+        connection = publishing_connection(self.app, confirm=False, heartbeat=True)
+        self._connection = connection  # dropped by _close if anything below fails
         connection.ensure_connection(max_retries=1, timeout=self.timeout_s)
         channel = connection.channel()
         channel.confirm_select()
@@ -180,8 +232,4 @@ class ConfirmedPublisher:
             None,
             None,
         )
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:  # already broken; nothing to release
-                log.debug("closing the publisher's connection failed", exc_info=True)
+        drop(connection)

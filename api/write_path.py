@@ -197,7 +197,7 @@ class WriteDispatcher:
             log.warning("publish of task %s failed, left to the sweeper: %r", task_id, exc)
             try:
                 async with transaction(self.sessionmaker) as session:
-                    await TaskRepository(session).mark_unpublished(task_id)
+                    await TaskRepository(session).mark_unpublished([task_id])
             except Exception:
                 log.warning("could not clear the publish stamp of task %s", task_id)
 

@@ -1,8 +1,9 @@
 """README command 1: the whole service on this machine with its embedded defaults.
 
 Checks PostgreSQL and RabbitMQ, starts a Milvus Lite server, migrates, starts the API, a worker,
-beat, Flower and the catalogue explorer, loads the demo catalog through the write API, prints
-where everything is, and stops every process it started on Ctrl-C.
+beat, the sweeper, Flower and the catalogue explorer, loads the demo catalog through the write
+API, prints where everything is, restarts a process that exits or hangs, and stops every
+process it started on Ctrl-C.
 """
 
 import argparse
@@ -113,6 +114,7 @@ def main() -> None:
             stack.start_worker(metrics_port=worker_metrics_port)
             stack.start_training_worker()
             stack.start_beat()
+            stack.start_sweeper()
             stack.start_flower()
             stack.start_api()
             print("starting the catalogue explorer ...", flush=True)
@@ -145,10 +147,11 @@ def main() -> None:
         if args.smoke:
             return
         try:
-            while all(process.alive() for process in stack.processes):
-                time.sleep(1)
-            dead = [p.name for p in stack.processes if not p.alive()]
-            fail(f"{', '.join(dead)} stopped unexpectedly; see {var_dir}/")
+            # A process that exits or hangs (its heartbeat goes stale) is started again.
+            while True:
+                for restarted in stack.supervise():
+                    print(f"restarted {restarted}; see {var_dir}/", flush=True)
+                time.sleep(5)
         except KeyboardInterrupt:
             print("\nstopping ...")
 

@@ -1,5 +1,6 @@
 """Starting and stopping the local stack as child processes: a Milvus Lite server, the API, a
-worker, a training worker, beat and Flower. Used by the run command, the test suite and the
+worker, a training worker, beat, the sweeper and Flower; restarting one that exits or hangs
+(`supervise`). Used by the run command, the test suite and the
 benchmarks.
 
 Every process is started in its own session and stopped by its pid (its process group), so
@@ -22,6 +23,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+
+from shared import liveness
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -58,9 +61,31 @@ class Process:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    # Healthy unless this says otherwise (a hang, not an exit: the heartbeat file went stale,
+    # or the HTTP health check stopped answering).
+    check: Callable[[], bool] | None = None
+    failures: int = 0
+    restarts: int = 0
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def hung(self, threshold: int = 3) -> bool:
+        """Alive, but its liveness check failed `threshold` times in a row."""
+        if self.check is None or not self.alive():
+            return False
+        self.failures = 0 if self.check() else self.failures + 1
+        return self.failures >= threshold
+
+    def kill(self) -> None:
+        """SIGKILL, for a process that hangs: SIGTERM would wait on the very loop that is stuck
+        (and a stopped process does not run its handler at all)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(10)
 
     def stop(self, grace: float = 15.0) -> None:
         if not self.alive():
@@ -91,6 +116,9 @@ class LocalStack:
     processes: list[Process] = field(default_factory=list)
     # An admin key made by `create_key` after prestart; sent by `client()`.
     api_key: str | None = None
+    # A process whose heartbeat is older than this hangs (`supervise` restarts it). Generous:
+    # this machine is often loaded, and a restart costs a worker its model load.
+    liveness_max_age: float = 90.0
 
     @property
     def api_url(self) -> str:
@@ -109,22 +137,65 @@ class LocalStack:
         path.mkdir(parents=True)
         return path
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Process:
+    def liveness_dir(self, name: str) -> Path:
+        return self.var_dir / "liveness" / name
+
+    def spawn(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        liveness_max_age: float | None = None,
+        check: Callable[[], bool] | None = None,
+    ) -> Process:
+        """Start a process. With `liveness_max_age`, it gets a heartbeat directory of its own
+        and counts as hung when a heartbeat in it is older than that (shared.liveness)."""
+        env = dict(env or {})
+        if liveness_max_age is not None:
+            directory = self.liveness_dir(name)
+            shutil.rmtree(directory, ignore_errors=True)
+            env["COURSEWISE_LIVENESS_DIR"] = str(directory)
+            check = check or (lambda: not liveness.stale(directory, liveness_max_age))
+        process = Process(name, self._popen(name, args, env), self.var_dir / f"{name}.log")
+        process.args, process.env, process.check = args, env, check
+        self.processes.append(process)
+        return process
+
+    def _popen(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         log = self.var_dir / f"{name}.log"
         with log.open("ab") as handle:
             popen = subprocess.Popen(
                 args,
                 cwd=ROOT,
-                env={**self._env(), **(env or {})},
+                env={**self._env(), **env},
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         (self.var_dir / f"{name}.pid").write_text(str(popen.pid))
-        process = Process(name, popen, log)
-        self.processes.append(process)
-        return process
+        return popen
+
+    def restart(self, process: Process) -> None:
+        """The same command again, in place of a process that exited or hangs."""
+        if process.alive():
+            process.kill()
+        process.popen = self._popen(process.name, process.args, process.env)
+        process.failures = 0
+        process.restarts += 1
+
+    def supervise(self) -> list[str]:
+        """One look at every process: restart those that exited or hang. The names restarted
+        (with why)."""
+        restarted = []
+        for process in self.processes:
+            if process.name == "milvus":  # its data directory is ours to keep; never a hang
+                continue
+            why = "exited" if not process.alive() else "hung" if process.hung() else None
+            if why is not None:
+                restarted.append(f"{process.name} ({why})")
+                self.restart(process)
+        return restarted
 
     # --- components ------------------------------------------------------------------------
     def start_milvus(self, data_dir: Path, timeout: float = 60) -> Process:
@@ -189,6 +260,7 @@ class LocalStack:
                 "--without-mingle", "--without-gossip",
             ],
             env,
+            liveness_max_age=self.liveness_max_age,
         )  # fmt: skip
 
     def start_training_worker(self, name: str = "training-worker") -> Process:
@@ -202,8 +274,17 @@ class LocalStack:
             ],
             # implicit parallelises itself
             {"OPENBLAS_NUM_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir(name))},
+            liveness_max_age=self.liveness_max_age,
         )  # fmt: skip
         return process
+
+    def start_sweeper(self) -> Process:
+        """The sweeper: a loop process of its own (workers/sweeper.py)."""
+        return self.spawn(
+            "sweeper",
+            [sys.executable, "-m", "workers.sweeper"],
+            liveness_max_age=self.liveness_max_age,
+        )
 
     def start_beat(self) -> Process:
         schedule = self.var_dir / "celerybeat-schedule"
@@ -213,6 +294,7 @@ class LocalStack:
                 str(BIN / "celery"), "-A", "workers.celery_app", "beat", "--loglevel=INFO",
                 "--schedule", str(schedule),
             ],
+            liveness_max_age=self.liveness_max_age,
         )  # fmt: skip
 
     def start_api(
@@ -225,6 +307,7 @@ class LocalStack:
                 "--port", str(self.api_port), "--workers", str(workers), "--no-access-log",
             ],
             {"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir("api"))},
+            liveness_max_age=self.liveness_max_age,
         )  # fmt: skip
         self._wait(process, lambda: self.answers(ready_path), timeout)
         return process
@@ -236,7 +319,17 @@ class LocalStack:
                 str(BIN / "celery"), "-A", "workers.celery_app", "flower",
                 f"--port={self.flower_port}", "--address=127.0.0.1",
             ],
+            check=self._flower_answers,
         )  # fmt: skip
+
+    def _flower_answers(self) -> bool:
+        """Flower has no loop of ours to touch a heartbeat: its own health page answering is
+        its liveness (a hung Tornado loop answers nothing)."""
+        try:
+            url = f"http://127.0.0.1:{self.flower_port}/healthcheck"
+            return httpx.get(url, timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def start_explorer(self, port: int, timeout: float = 60) -> Process:
         """The catalogue explorer (Streamlit), reading the API of this stack."""

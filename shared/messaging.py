@@ -3,16 +3,23 @@ workers (which register the task bodies). The API never imports worker code. The
 that apply ledger tasks, and their queues, come from the table of kinds (shared/ledger/kinds.py);
 the periodic ones are named here."""
 
+import contextlib
+import logging
 import uuid
+from typing import Any
 
 from celery import Celery
-from kombu import Exchange, Producer, Queue
+from celery.app.amqp import AMQP
+from celery.app.events import Events
+from celery.events.dispatcher import EventDispatcher
+from kombu import Connection, Exchange, Producer, Queue
 
 from shared.ledger.kinds import KINDS, kind_of
 from shared.ledger.schemas import TaskType
 from shared.settings import Settings
 
-REQUEUE_STALE_TASKS = "coursewise.maintenance.requeue_stale_tasks"
+log = logging.getLogger(__name__)
+
 RECONCILE_INDEX = "coursewise.maintenance.reconcile_index"
 SCHEDULED_RETRAIN = "coursewise.training.scheduled_retrain"
 
@@ -46,13 +53,99 @@ def dead_letter_queue() -> Queue:
     )
 
 
+def publishing_connection(app: Celery, confirm: bool = True, heartbeat: bool = False) -> Connection:
+    """A connection for publishing only, every wait on it bounded: connect, socket reads (channel
+    open, confirm_select, declares) and writes. With `heartbeat`, AMQP heartbeats so a
+    half-open connection is noticed; its owner must call `keep_alive` while idle (else the
+    broker closes it after two missed heartbeats). Consumers' connections keep Celery's
+    settings: a read timeout there would cut an idle consumer's blocking reads."""
+    conf = app.conf
+    timeout = conf.coursewise_socket_timeout_s
+    return app.connection_for_write(
+        heartbeat=(conf.coursewise_heartbeat_s or None) if heartbeat else None,
+        transport_options={
+            "confirm_publish": confirm,
+            "read_timeout": timeout,
+            "write_timeout": timeout,
+        },
+    )
+
+
+def keep_alive(connection: Connection) -> None:
+    """Between publishes: read what the broker sent (its heartbeats, late confirms), send ours,
+    and raise if the broker missed two (a half-open connection)."""
+    with contextlib.suppress(TimeoutError):
+        connection.drain_events(timeout=0)
+    connection.heartbeat_check()
+
+
+def drop(connection: Connection | None) -> None:
+    """Let go of a connection without the AMQP close handshake: after an error the broker may
+    never answer it (a graceful close is an unbounded wait). The socket is closed; the broker
+    cleans up when it notices."""
+    if connection is None:
+        return
+    with contextlib.suppress(Exception):
+        connection.collect()
+
+
 def declare_topology(app: Celery) -> None:
     """Declare the exchanges and queues, the dead-letter queue included (nobody consumes it, so
-    no worker would declare it)."""
-    with app.connection_for_write() as connection:
+    no worker would declare it). Once per process start (prestart, the API's publisher, the
+    sweeper), not per publish: `publish_write` declares nothing."""
+    connection = publishing_connection(app, confirm=False)
+    try:
+        connection.ensure_connection(max_retries=1, timeout=app.conf.coursewise_publish_timeout_s)
         channel = connection.default_channel
         for queue in [*app.conf.task_queues, dead_letter_queue()]:
             queue.bind(channel).declare()
+    finally:
+        drop(connection)
+
+
+class BoundedAMQP(AMQP):
+    """Every task message Celery publishes (beat's schedule, a worker's retry, `send_task`)
+    waits at most the publish timeout for its socket write and for its publisher confirm, and
+    declares nothing (the topology is declared at start-up). Celery has no setting for either:
+    without this, beat waited for a confirm forever while RabbitMQ held confirms back."""
+
+    def _create_task_sender(self) -> Any:
+        send = super()._create_task_sender()
+        timeout = self.app.conf.coursewise_publish_timeout_s
+
+        def send_task_message(producer: Any, name: str, message: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", timeout)
+            kwargs.setdefault("confirm_timeout", timeout)
+            if kwargs.get("declare") is None:
+                kwargs["declare"] = []
+            return send(producer, name, message, **kwargs)
+
+        return send_task_message
+
+
+class UnconfirmedEventDispatcher(EventDispatcher):
+    """Worker events (task-*, worker-heartbeat) published without publisher confirms, and with a
+    bounded socket write. The worker publishes them from its consumer loop: a confirm wait
+    there (RabbitMQ holding confirms back under a memory alarm) stopped it receiving and
+    acking anything. Events are monitoring data (Flower); losing one is harmless."""
+
+    def __init__(self, connection: Connection | None = None, *args: Any, **kwargs: Any) -> None:
+        if connection is not None:
+            options = dict(connection.transport_options or {})
+            options["confirm_publish"] = False
+            options["write_timeout"] = options.get("write_timeout") or (
+                self.app.conf.coursewise_socket_timeout_s if self.app else None
+            )
+            connection.transport_options = options
+            # The worker connected it already: its channels are made from here on.
+            raw = getattr(connection, "_connection", None)
+            if raw is not None:
+                raw.confirm_publish = False
+        super().__init__(connection, *args, **kwargs)
+
+
+class UnconfirmedEvents(Events):
+    dispatcher_cls = "shared.messaging:UnconfirmedEventDispatcher"
 
 
 def _route(queue: str) -> dict[str, str]:
@@ -64,14 +157,24 @@ def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
     training has its own queue and worker, so a retrain never delays a write), and the periodic
     tasks to theirs."""
     routes = {kind.task: _route(kind.queue(settings)) for kind in KINDS.values()}
-    routes[REQUEUE_STALE_TASKS] = routes[RECONCILE_INDEX] = _route(settings.maintenance_queue)
+    routes[RECONCILE_INDEX] = _route(settings.maintenance_queue)
     routes[SCHEDULED_RETRAIN] = _route(settings.training_queue)
     return routes
 
 
 def build_celery(settings: Settings) -> Celery:
-    app = Celery("coursewise", broker=settings.broker_url)
+    app = Celery(
+        "coursewise",
+        broker=settings.broker_url,
+        amqp="shared.messaging:BoundedAMQP",
+        events="shared.messaging:UnconfirmedEvents",
+    )
     app.conf.update(
+        # Ours (Celery ignores them): the bounds of every broker wait (BoundedAMQP,
+        # publishing_connection).
+        coursewise_publish_timeout_s=settings.publish_timeout_s,
+        coursewise_socket_timeout_s=settings.broker_socket_timeout_s,
+        coursewise_heartbeat_s=settings.broker_heartbeat_s,
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",
@@ -95,6 +198,7 @@ def build_celery(settings: Settings) -> Celery:
         broker_connection_timeout=settings.publish_timeout_s,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        # Task events for Flower, sent without confirms (UnconfirmedEventDispatcher).
         worker_send_task_events=True,
         # No "task-sent" event per publish: it doubled the confirmed publishes of every accepted
         # write (measured). Flower shows a task from when a worker receives it; the ledger
@@ -117,8 +221,9 @@ def publish_write(
     producer: Producer | None = None,
 ) -> None:
     """Publish the id of a ledger task, of any kind, to the Celery task that applies that kind
-    (blocking; call from a thread). Raises if the broker did not confirm (unless `producer` is a
-    producer whose channel the caller waits confirms on)."""
+    (blocking; call from a thread). Raises if the broker did not confirm within the publish
+    timeout (unless `producer` is a producer whose channel the caller waits confirms on).
+    Declares nothing: the topology is declared once at start-up."""
     app.send_task(
         kind_of(task_type).task,
         args=[str(task_id)],

@@ -104,6 +104,11 @@ def mark_process_dead(pid: int | None = None) -> None:
         multiprocess.mark_process_dead(pid or os.getpid())
 
 
+# The alarm's inputs (infra/prometheus/alerts.yml names them; a unit test checks they agree).
+OLDEST_QUEUED_AGE = "coursewise_oldest_queued_task_age_seconds"
+QUEUED_TOO_LONG = "coursewise_tasks_queued_too_long"
+
+
 @dataclass
 class StateSnapshot:
     """Gauges read from PostgreSQL and RabbitMQ at scrape time (None: that source failed)."""
@@ -112,6 +117,7 @@ class StateSnapshot:
     queue_consumers: dict[str, int] = field(default_factory=dict)
     tasks_by_status: dict[str, int] | None = None
     oldest_queued_age_s: float | None = None
+    queued_too_long: int = 0
     index_lag: dict[str, int] | None = None
     sources_up: dict[str, bool] = field(default_factory=dict)
     taken_at: float = field(default_factory=time.time)
@@ -155,9 +161,15 @@ class _StateCollector(Collector):
                 ledger.add_metric([status], count)
             yield ledger
             yield GaugeMetricFamily(
-                "coursewise_oldest_queued_task_age_seconds",
+                OLDEST_QUEUED_AGE,
                 "Age of the oldest task still queued (0 when none is)",
                 value=state.oldest_queued_age_s or 0.0,
+            )
+            yield GaugeMetricFamily(
+                QUEUED_TOO_LONG,
+                "Tasks queued longer than COURSEWISE_QUEUED_ALERT_AFTER_S (the alarm: accepted "
+                "writes nobody is applying)",
+                value=state.queued_too_long,
             )
         if state.index_lag is not None:
             lag = GaugeMetricFamily(

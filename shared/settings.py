@@ -59,12 +59,23 @@ class Settings(BaseSettings):
         ),
     )
     maintenance_queue: str = "coursewise.maintenance"
-    publish_timeout_s: float = 5.0
+    # The bound on every broker wait of a publishing process (API, sweeper, beat, a worker's
+    # retries): connecting, a publisher confirm, a socket write. Past it the socket is dropped
+    # (a graceful AMQP close is one more unbounded wait) and the next publish reconnects.
+    publish_timeout_s: float = Field(default=5.0, gt=0)
+    # Read/write timeouts (SO_RCVTIMEO/SO_SNDTIMEO) on publishing connections only: bounds
+    # channel open, confirm_select and the declares. Consumers keep Celery's own settings.
+    broker_socket_timeout_s: float = Field(default=10.0, gt=0)
+    # AMQP heartbeats on publishing connections, so a half-open one is noticed (the API's
+    # publishing thread checks it while idle). 0 turns them off.
+    broker_heartbeat_s: int = Field(default=30, ge=0)
     # A queued task not picked up this long after its last publish is published again.
     requeue_after_s: int = Field(default=120, ge=5)
     # A task stuck in `processing` this long (its worker died with the message) is re-published.
     stuck_processing_after_s: int = Field(default=1800, ge=60)
     sweep_interval_s: float = Field(default=30.0, gt=0)
+    # Tasks the sweeper claims, publishes and marks per round.
+    sweep_batch: int = Field(default=500, ge=1)
     # How often PostgreSQL and Milvus are compared and the differences repaired.
     reconcile_interval_s: float = Field(default=600.0, gt=0)
     task_max_retries: int = Field(default=8, ge=0)
@@ -123,6 +134,13 @@ class Settings(BaseSettings):
     # Each worker serves /metrics here (its main process, summing its children); empty: off.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_host: str = "127.0.0.1"
+    # Liveness: each long-lived process touches a file here from its main loop (one per pid,
+    # `<process>-<pid>`); `python -m shared.liveness` fails when one of a live pid is older than
+    # its bound. Empty: off (tests of single modules, the CLI).
+    liveness_dir: Path | None = None
+    liveness_interval_s: float = Field(default=5.0, gt=0)
+    # The alarm: a task queued longer than this counts in coursewise_tasks_queued_too_long.
+    queued_alert_after_s: float = Field(default=300.0, gt=0)
     # Per source (PostgreSQL, RabbitMQ) read while /metrics is scraped.
     metrics_source_timeout_s: float = Field(default=2.0, gt=0)
     # --- search -----------------------------------------------------------------------------

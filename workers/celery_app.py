@@ -3,6 +3,7 @@
 celery -A workers.celery_app worker -Q coursewise.courses,coursewise.maintenance -c 1
 celery -A workers.celery_app worker -Q coursewise.training -c 1   (training worker)
 celery -A workers.celery_app beat
+python -m workers.sweeper                                     (the sweeper, a loop of its own)
 """
 
 import os
@@ -22,7 +23,6 @@ from shared.ledger.kinds import worker_modules
 from shared.logging import configure_logging
 from shared.messaging import (
     RECONCILE_INDEX,
-    REQUEUE_STALE_TASKS,
     SCHEDULED_RETRAIN,
     build_celery,
 )
@@ -47,12 +47,11 @@ celery_app.conf.update(
     # The modules of the kinds' Celery tasks (one table: shared/ledger/kinds.py), and of beat's
     # periodic ones (the scheduled retrain is beside train_model).
     include=[*worker_modules(), "workers.tasks.maintenance"],
+    # Bounded publishes and a heartbeat per tick (workers/beat.py); a tick at least this often,
+    # so the heartbeat's bound can be short.
+    beat_scheduler="workers.beat:BoundedScheduler",
+    beat_max_loop_interval=min(30.0, settings.liveness_interval_s * 3),
     beat_schedule={
-        "requeue-stale-tasks": {
-            "task": REQUEUE_STALE_TASKS,
-            "schedule": settings.sweep_interval_s,
-            "options": {"expires": settings.sweep_interval_s},
-        },
         "reconcile-index": {
             "task": RECONCILE_INDEX,
             "schedule": settings.reconcile_interval_s,
@@ -66,6 +65,10 @@ celery_app.conf.update(
     },
 )
 app = celery_app
+if serving_worker:
+    from workers.liveness import LivenessStep
+
+    celery_app.steps["consumer"].add(LivenessStep)
 
 
 @worker_process_init.connect

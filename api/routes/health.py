@@ -11,6 +11,7 @@ from sqlalchemy import text
 from api.deps import CeleryDep, SettingsDep
 from api.errors import error_response
 from shared.errors import ErrorDetail
+from shared.messaging import drop, publishing_connection
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -22,8 +23,12 @@ async def healthz() -> dict[str, str]:
 
 
 def _ping_broker(celery: Any, timeout: float) -> None:
-    with celery.connection_for_write() as connection:
+    # Dropped, not closed: a graceful close waits for the broker with no bound.
+    connection = publishing_connection(celery, confirm=False)
+    try:
         connection.ensure_connection(max_retries=1, timeout=timeout)
+    finally:
+        drop(connection)
 
 
 @router.get(

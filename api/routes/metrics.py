@@ -39,9 +39,11 @@ async def collect_state(request: Request, celery: Celery, settings: Settings) ->
     try:
         with anyio.fail_after(timeout):
             async with request.app.state.sessionmaker() as session:
-                state.tasks_by_status, state.oldest_queued_age_s = await TaskRepository(
-                    session
-                ).unfinished_stats()
+                (
+                    state.tasks_by_status,
+                    state.oldest_queued_age_s,
+                    state.queued_too_long,
+                ) = await TaskRepository(session).unfinished_stats(settings.queued_alert_after_s)
                 state.index_lag = await CourseRepository(session).index_lag()
         state.sources_up["postgres"] = True
     except Exception as exc:

@@ -128,24 +128,56 @@ class TaskRepository:
             query = query.where(Task.seq < before_seq)
         return list((await self.session.scalars(query)).all())
 
-    async def mark_published(self, task_id: uuid.UUID) -> None:
-        await self.session.execute(
+    async def mark_published(self, task_ids: Sequence[uuid.UUID]) -> int:
+        """Count one more publish of each task (the sweeper, after the broker confirmed it).
+        Rows another transaction holds are left alone: a worker is on that task already."""
+        if not task_ids:
+            return 0
+        result = await self.session.execute(
             update(Task)
-            .where(Task.id == task_id)
+            .where(Task.id.in_(self._unlocked(task_ids)))
             .values(last_published_at=func.now(), publish_count=Task.publish_count + 1)
         )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def mark_unpublished(self, task_id: uuid.UUID) -> None:
+    async def mark_unpublished(self, task_ids: Sequence[uuid.UUID]) -> None:
+        """Clear the publish stamp of tasks whose publish failed: the next sweep takes them."""
+        if not task_ids:
+            return
         await self.session.execute(
-            update(Task).where(Task.id == task_id).values(last_published_at=None)
+            update(Task).where(Task.id.in_(self._unlocked(task_ids))).values(last_published_at=None)
+        )
+
+    @staticmethod
+    def _unlocked(task_ids: Sequence[uuid.UUID]) -> Any:
+        return (
+            select(Task.id)
+            .where(Task.id.in_(list(task_ids)))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
         )
 
     async def claim(self, task_id: uuid.UUID) -> Task | None:
-        """Mark a task processing, unless it is unknown or already finished (a redelivery).
-        The returned task has its payload loaded."""
+        """Mark a task processing, unless it is unknown, already finished (a redelivery), or
+        held by another transaction. The returned task has its payload loaded.
+
+        A held row is skipped, never waited for: whoever holds it (a worker applying it in a
+        batch, the sweeper's short claim) finishes it, or rolls back and leaves it queued for
+        the sweeper to publish again. Waiting would let one stuck process freeze every worker
+        that receives a message of its tasks."""
         result = await self.session.execute(
             update(Task)
-            .where(Task.id == task_id, Task.status.in_([TaskStatus.queued, TaskStatus.processing]))
+            .where(
+                Task.id.in_(
+                    select(Task.id)
+                    .where(
+                        Task.id == task_id,
+                        Task.status.in_([TaskStatus.queued, TaskStatus.processing]),
+                    )
+                    .with_for_update(skip_locked=True)
+                    .scalar_subquery()
+                )
+            )
             .values(
                 status=TaskStatus.processing,
                 started_at=func.coalesce(Task.started_at, func.now()),
@@ -238,12 +270,24 @@ class TaskRepository:
         )
         return result.scalar_one_or_none() is not None
 
-    async def due_for_publish(
-        self, *, now: datetime, requeue_after: timedelta, stuck_after: timedelta, limit: int
-    ) -> list[tuple[uuid.UUID, int, str]]:
-        """(id, publishes so far, type) of tasks whose message may be gone: queued and unpublished
-        (or published long ago), or processing for far longer than any task takes (the worker
-        died holding it).
+    async def claim_due(
+        self,
+        *,
+        now: datetime,
+        requeue_after: timedelta,
+        stuck_after: timedelta,
+        max_publishes: int,
+        limit: int,
+    ) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, int]]]:
+        """The sweeper's claim, committed by the caller before it publishes anything: tasks
+        whose message may be gone, queued and unpublished (or published long ago), or processing
+        for far longer than any task takes (the worker died holding it). Rows others hold are
+        skipped. Each claimed task is stamped as published now, so a second sweeper (or the next
+        round) leaves it alone while this one publishes; a failed publish clears the stamp
+        (`mark_unpublished`), and a sweeper that dies in between leaves it due again after
+        `requeue_after`. Tasks already published `max_publishes` times are failed instead.
+
+        Returns ((id, type) to publish, (id, publishes) given up on).
 
         The wait doubles with every publish: a message that is only waiting behind a long
         backlog is not lost, and re-publishing it at a fixed pace would both flood the queue
@@ -265,16 +309,39 @@ class TaskRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [(row[0], row[1], row[2]) for row in (await self.session.execute(query)).all()]
+        rows = [(row[0], row[1], row[2]) for row in (await self.session.execute(query)).all()]
+        publish = [(task_id, type) for task_id, count, type in rows if count < max_publishes]
+        give_up = [(task_id, count) for task_id, count, _ in rows if count >= max_publishes]
+        if publish:
+            await self.session.execute(
+                update(Task)
+                .where(Task.id.in_([task_id for task_id, _ in publish]))
+                .values(last_published_at=func.now())
+            )
+        for task_id, count in give_up:
+            # Its message was dead-lettered, or every worker that takes it dies: stop here.
+            await self.fail(
+                task_id,
+                f"gave up after {count} deliveries: the message was dead-lettered or its "
+                "worker was lost every time (see the dead-letter queue)",
+            )
+        return publish, give_up
 
-    async def unfinished_stats(self) -> tuple[dict[str, int], float | None]:
-        """Unfinished tasks by status, and the age in seconds of the oldest queued one."""
+    async def unfinished_stats(
+        self, queued_too_long_s: float = 300.0
+    ) -> tuple[dict[str, int], float | None, int]:
+        """Unfinished tasks by status, the age in seconds of the oldest queued one, and how
+        many have been queued longer than `queued_too_long_s`."""
+        too_long = func.count().filter(
+            Task.enqueued_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, queued_too_long_s)
+        )
         rows = (
             await self.session.execute(
                 select(
                     Task.status,
                     func.count(),
                     func.extract("epoch", func.now() - func.min(Task.enqueued_at)),
+                    too_long,
                 )
                 .where(Task.status.in_([TaskStatus.queued.value, TaskStatus.processing.value]))
                 .group_by(Task.status)
@@ -282,11 +349,14 @@ class TaskRepository:
         ).all()
         counts = {TaskStatus.queued.value: 0, TaskStatus.processing.value: 0}
         oldest: float | None = None
-        for status, count, age in rows:
+        queued_too_long = 0
+        for status, count, age, late in rows:
             counts[status] = int(count)
-            if status == TaskStatus.queued.value and age is not None:
-                oldest = float(age)
-        return counts, oldest
+            if status == TaskStatus.queued.value:
+                queued_too_long = int(late)
+                if age is not None:
+                    oldest = float(age)
+        return counts, oldest, queued_too_long
 
     async def count_pending(self, owner: str | None = None) -> int:
         """Unfinished tasks, of one owner or of everyone."""

@@ -18,7 +18,7 @@ from shared.ledger.models import Task
 from shared.ledger.repository import LedgerInserts, TaskRepository
 from shared.ledger.schemas import TaskType
 from shared.settings import Settings
-from workers.tasks.maintenance import prune
+from workers.sweeper import prune
 
 
 def test_full_backlog_refuses_writes_with_503(stack: LocalStack) -> None:
@@ -118,7 +118,7 @@ def test_prune_removes_only_what_retention_allows(stack: LocalStack) -> None:
 
     result = asyncio.run(scenario())
     assert result["left"] == {"old_done": False, "recent_done": True, "old_pending": True}
-    # Who pruned is a race with the stack's own beat sweep; what is left is not.
+    # Who pruned is a race with the stack's own sweeper; what is left is not.
     assert result["keys"] == 0
 
 
@@ -155,10 +155,11 @@ def test_republishing_backs_off_so_a_long_backlog_is_not_given_up(stack: LocalSt
                         )
                     )
                     ids[task.id] = name
-                due = await repo.due_for_publish(
+                due, _ = await repo.claim_due(
                     now=now,
                     requeue_after=requeue_after,
                     stuck_after=timedelta(hours=1),
+                    max_publishes=100,
                     limit=10_000,
                 )
                 due_names = {ids[row[0]] for row in due if row[0] in ids}

@@ -1,5 +1,5 @@
 """This run's own database, vhost, collection and ports, and a whole local stack on them
-(Milvus Lite, migrations, worker, training worker, beat, API), removed afterwards."""
+(Milvus Lite, migrations, worker, training worker, beat, sweeper, API), removed afterwards."""
 
 import asyncio
 import contextlib
@@ -80,7 +80,8 @@ def isolated_env(names: Names, broker: Broker | None = None) -> Iterator[dict[st
 
 @contextlib.contextmanager
 def running_stack(env: dict[str, str], label: str, api_workers: int = 1) -> Iterator[LocalStack]:
-    """Milvus Lite, migrations, a worker, beat and the API, stopped by pid afterwards."""
+    """Milvus Lite, migrations, a worker, beat, the sweeper and the API, stopped by pid
+    afterwards."""
     var_dir = Path(tempfile.mkdtemp(prefix=f"coursewise-{label}-{RUN_ID}-"))
     local = LocalStack(env=env, var_dir=var_dir, api_port=free_port())
     with local.running():
@@ -91,9 +92,12 @@ def running_stack(env: dict[str, str], label: str, api_workers: int = 1) -> Iter
         local.start_worker(metrics_port=local.worker_metrics_port)
         local.start_training_worker()
         local.start_beat()
-        local.start_api(workers=api_workers)
+        local.start_sweeper()
+        # A loaded machine can take minutes to load the model (COURSEWISE_TEST_START_TIMEOUT_S).
+        timeout = float(os.environ.get("COURSEWISE_TEST_START_TIMEOUT_S", "120"))
+        local.start_api(workers=api_workers, timeout=timeout)
         yield local
-    for name in ("api", "worker", "training-worker", "beat", "milvus"):
+    for name in ("api", "worker", "training-worker", "beat", "sweeper", "milvus"):
         log = var_dir / f"{name}.log"
         if log.exists() and "Traceback" in log.read_text(errors="replace"):
             print(f"\n--- {name}.log had a traceback: {log}")
