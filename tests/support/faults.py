@@ -338,6 +338,23 @@ def kill_beat(rig: Rig) -> None:
         rig.stack.start_beat()
 
 
+def hang_sweeper(rig: Rig, seconds: float = 45) -> None:
+    """SIGSTOP: the sweeper alive but silent, as if hung (whatever it holds, it keeps holding),
+    while the broker restarts under the API, so writes whose publish failed are left to it; then
+    SIGCONT: it must catch up. Nothing restarts it meanwhile (the tests run no supervisor)."""
+    time.sleep(3)
+    sweeper = latest(rig.stack, "sweeper")
+    started = time.monotonic()
+    os.killpg(sweeper.popen.pid, signal.SIGSTOP)
+    try:
+        rig.broker.stop()
+        time.sleep(3)
+        rig.broker.start()
+        time.sleep(max(0.0, seconds - (time.monotonic() - started)))
+    finally:
+        os.killpg(sweeper.popen.pid, signal.SIGCONT)
+
+
 # scenario -> (fault, concurrent clients)
 SCENARIOS: dict[str, tuple[Callable[[Rig], None], int]] = {
     "worker SIGKILL mid-batch": (kill_worker_repeatedly, 1),
@@ -348,4 +365,5 @@ SCENARIOS: dict[str, tuple[Callable[[Rig], None], int]] = {
     "RabbitMQ SIGKILL": (kill_rabbitmq, 1),
     "API SIGKILL with writes in flight": (kill_api, 4),
     "beat SIGKILL": (kill_beat, 1),
+    "sweeper hung (SIGSTOP) and resumed": (hang_sweeper, 2),
 }
