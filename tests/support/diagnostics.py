@@ -98,7 +98,10 @@ def broker_state(broker: Broker, vhost: str) -> str:
     for title, args in queries:
         try:
             result = broker.ctl(*args, timeout=30, check=False)
-            found += [f"--- broker {title}", result.stdout.strip() or result.stderr.strip()]
+            rows = (result.stdout.strip() or result.stderr.strip()).splitlines()
+            # Celery's empty delay queues (celery_delayed_0..27) are noise.
+            rows = [r for r in rows if not (r.startswith("celery_delayed_") and r.endswith("\t0"))]
+            found += [f"--- broker {title}", *rows]
         except Exception as exc:  # a hung node is itself the finding
             found += [f"--- broker {title}", f"{type(exc).__name__}: {exc}"]
     return "\n".join(found)
