@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -290,6 +291,7 @@ def soak(rig: Rig, minutes: float, seed: int, writes_per_s: float, clients: int)
     started = time.monotonic()
     until = started + minutes * 60
     stop = threading.Event()
+    drained = threading.Event()  # the monitor watches the drain too
     pacer = Pacer(writes_per_s)
     counter = [0]
     threads = [
@@ -299,7 +301,7 @@ def soak(rig: Rig, minutes: float, seed: int, writes_per_s: float, clients: int)
     threads += [threading.Thread(target=reader, args=(rig, state, seed + 100, until))]
     background = [
         threading.Thread(target=injector, args=(rig, state, seed + 200, stop)),
-        threading.Thread(target=monitor, args=(rig, state, stop)),
+        threading.Thread(target=monitor, args=(rig, state, drained)),
     ]
     for thread in threads + background:
         thread.daemon = True
@@ -326,8 +328,8 @@ def soak(rig: Rig, minutes: float, seed: int, writes_per_s: float, clients: int)
         if converged or time.monotonic() > deadline:
             break
         time.sleep(2)
-    stop_background = background[1]
-    stop_background.join(timeout=10)
+    drained.set()
+    background[1].join(timeout=10)
     drained_s = (datetime.now(UTC) - traffic_done).total_seconds()
 
     finished = [t for t in tasks.values() if t["status"] in ("succeeded", "failed")]
@@ -379,8 +381,20 @@ def soak(rig: Rig, minutes: float, seed: int, writes_per_s: float, clients: int)
         else round(convergence_s, 1),
         "drained_after_traffic_s": round(drained_s, 1),
         "reads": {"ok": state.reads_ok, "failed": state.reads_failed},
+        **deliveries(rig),
         "load_average": os.getloadavg(),
     }
+
+
+def deliveries(rig: Rig) -> dict[str, int]:
+    """From the logs: messages a worker took for a task already finished (a duplicate: a
+    redelivery or a re-publish), and tasks the sweeper re-published."""
+    redundant = republished = 0
+    for log in rig.stack.var_dir.glob("*.log"):
+        text = log.read_text(errors="replace")
+        redundant += text.count("is unknown or already finished")
+        republished += sum(int(n) for n in re.findall(r"re-published (\d+) task", text))
+    return {"redundant_deliveries": redundant, "sweeper_republished": republished}
 
 
 def tasks_start(tasks: dict[str, asyncpg.Record]) -> datetime:
