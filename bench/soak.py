@@ -285,7 +285,15 @@ def seed_stable(rig: Rig, state: Soak) -> None:
         assert tasks[task_id]["status"] == "succeeded", tasks[task_id]
 
 
-def soak(rig: Rig, minutes: float, seed: int, writes_per_s: float, clients: int) -> dict[str, Any]:
+def soak(
+    rig: Rig,
+    minutes: float,
+    seed: int,
+    writes_per_s: float,
+    clients: int,
+    drain_minutes: float = 10,
+) -> dict[str, Any]:
+    """Lost: accepted writes still unfinished `drain_minutes` after the traffic stopped."""
     state = Soak()
     seed_stable(rig, state)
     started = time.monotonic()
@@ -314,7 +322,7 @@ def soak(rig: Rig, minutes: float, seed: int, writes_per_s: float, clients: int)
     traffic_done = datetime.now(UTC)
 
     task_ids = list(dict.fromkeys(state.task_of.values()))
-    tasks = drain(rig, task_ids, timeout=600)
+    tasks = drain(rig, task_ids, timeout=drain_minutes * 60)
     want_courses, want_interactions = expected(state, tasks)
     deadline = time.monotonic() + 180
     while True:
@@ -361,7 +369,8 @@ def soak(rig: Rig, minutes: float, seed: int, writes_per_s: float, clients: int)
         "failed_with_reason": sum(1 for t in failed if t["error"]),
         "failed_without_reason": sum(1 for t in failed if not t["error"]),
         "failure_reasons": dict(reasons),
-        "lost": len(task_ids) - len(finished),
+        "lost": len(task_ids) - len(finished),  # unfinished after the drain
+        "drain_minutes": drain_minutes,
         "duplicated": state.duplicated_keys + duplicated_effects,
         "rejected": state.rejected,
         "unexpected_4xx": state.unexpected[:5],
@@ -415,7 +424,11 @@ def ok(result: dict[str, Any]) -> bool:
 
 
 def run(
-    minutes: float, seed: int = 18, writes_per_s: float = 20, clients: int = 4
+    minutes: float,
+    seed: int = 18,
+    writes_per_s: float = 20,
+    clients: int = 4,
+    drain_minutes: float = 10,
 ) -> dict[str, Any]:
     run_id = "soak" + uuid.uuid4().hex[:6]
     names = Names(run_id)
@@ -428,7 +441,7 @@ def run(
         settings = Settings(**{k.removeprefix("COURSEWISE_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
         rig = Rig(stack, settings, names, broker)
         try:
-            result = soak(rig, minutes, seed, writes_per_s, clients)
+            result = soak(rig, minutes, seed, writes_per_s, clients, drain_minutes)
         except BaseException:
             print(capture(stack, broker, names, "soak"), file=sys.stderr)
             raise
@@ -454,9 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--writes-per-s", type=float, default=20)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--drain-minutes", type=float, default=10, help="after the traffic; unfinished = lost"
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
-    result = run(args.minutes, args.seed, args.writes_per_s, args.clients)
+    result = run(args.minutes, args.seed, args.writes_per_s, args.clients, args.drain_minutes)
     result["load_average_before"] = load_before
     print(json.dumps(result, indent=1, default=str))
     print(describe(result))
