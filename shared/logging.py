@@ -2,10 +2,13 @@
 carrying the request id of the write being served or applied, so one grep follows a write from
 the HTTP request into the task and the worker."""
 
+import faulthandler
 import json
 import logging
 import os
 import re
+import signal
+import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +40,11 @@ class _RequestIdFilter(logging.Filter):
 
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged too.
+# `kill -USR2 <pid>` writes every thread's Python stack to the process's stderr (its log): what a
+# process that hangs but stays alive is waiting on (the fault suite sends it on a failure).
+# Not SIGUSR1: a Celery worker dumps its own threads on that one, into its log.
+STACK_DUMP_SIGNAL = signal.SIGUSR2
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
 
 
@@ -79,3 +87,5 @@ def configure_logging() -> None:
     handler._coursewise = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    if sys.__stderr__ is not None:
+        faulthandler.register(STACK_DUMP_SIGNAL, file=sys.__stderr__, all_threads=True)

@@ -102,10 +102,13 @@ async def post_interactions(
         raise InvalidRequest("An interaction cites another learner's recommendations.", problems)
     accepted_at = datetime.now(UTC)
     items = [interaction.to_record(accepted_at) for interaction in interactions]
+    # The fingerprint is of what the client sent, not of the records: an `occurred_at` left out
+    # defaults to the time of acceptance, which differs for a retry (409 for the same request).
+    sent = [interaction.model_dump(mode="json") for interaction in interactions]
     accepted = await dispatcher.accept(
         TaskType.interaction_batch,
         items,
-        idempotency_request(request, caller, key, items),
+        idempotency_request(request, caller, key, sent),
         caller.owner,
     )
     tracking.count(citations)

@@ -108,3 +108,15 @@ async def test_courses_are_read_and_listed_from_postgresql(
     assert rest.json()["next_cursor"] is None
 
     assert_error(await admin.get(f"/v1/courses/{unique_id('none')}"), 404, "course_not_found")
+
+
+async def test_interactions_retried_with_their_key_return_the_first_task(
+    admin: httpx.AsyncClient,
+) -> None:
+    """Without `occurred_at` (it defaults to the time of acceptance) a retry is the same
+    request: the original task, not 409 idempotency_key_reused."""
+    body = [{"user_id": unique_id("learner"), "course_id": unique_id(), "type": "view"}]
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    first = accept(await admin.post("/v1/interactions", json=body, headers=headers))
+    again = accept(await admin.post("/v1/interactions", json=body, headers=headers))
+    assert again == first

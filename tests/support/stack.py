@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 
 from devstack.stack import LocalStack, free_port
+from tests.support.broker import Broker
 
 RUN_ID = uuid.uuid4().hex[:8]
 PG_ADMIN_DSN = os.environ.get(
@@ -22,8 +23,8 @@ PG_ADMIN_DSN = os.environ.get(
 AMQP_BASE = os.environ.get("COURSEWISE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 async def pg(sql: str) -> None:
@@ -42,16 +43,19 @@ class Names:
 
 
 @contextlib.contextmanager
-def isolated_env(names: Names) -> Iterator[dict[str, str]]:
-    """This run's own database and vhost (removed afterwards), and settings pointing at them."""
+def isolated_env(names: Names, broker: Broker | None = None) -> Iterator[dict[str, str]]:
+    """This run's own database and vhost (removed afterwards), and settings pointing at them.
+    The vhost is on the machine's RabbitMQ, or on `broker` (a node of this run's own)."""
     pg_base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    ctl = rabbitmqctl if broker is None else broker.ctl
+    amqp = f"{AMQP_BASE}/{names.vhost}" if broker is None else broker.url(names.vhost)
     asyncio.run(pg(f'CREATE DATABASE "{names.database}"'))
-    rabbitmqctl("add_vhost", names.vhost)
-    rabbitmqctl("set_permissions", "-p", names.vhost, "guest", ".*", ".*", ".*")
+    ctl("add_vhost", names.vhost)
+    ctl("set_permissions", "-p", names.vhost, "guest", ".*", ".*", ".*")
     try:
         yield {
             "COURSEWISE_DATABASE_URL": f"{pg_base}/{names.database}",
-            "COURSEWISE_BROKER_URL": f"{AMQP_BASE}/{names.vhost}",
+            "COURSEWISE_BROKER_URL": amqp,
             "COURSEWISE_MILVUS_URI": f"http://127.0.0.1:{free_port()}",
             "COURSEWISE_MILVUS_COLLECTION": names.collection,
             "COURSEWISE_SWEEP_INTERVAL_S": "2",
@@ -70,7 +74,8 @@ def isolated_env(names: Names) -> Iterator[dict[str, str]]:
         }
     finally:
         asyncio.run(pg(f'DROP DATABASE IF EXISTS "{names.database}" WITH (FORCE)'))
-        rabbitmqctl("delete_vhost", names.vhost)
+        if broker is None:
+            rabbitmqctl("delete_vhost", names.vhost)  # an own node goes with its vhosts
 
 
 @contextlib.contextmanager
