@@ -35,6 +35,7 @@ from shared.catalog.cache import CachedCourses, CourseCache, listen
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
 from shared.embedding import get_embedder
+from shared.ledger.consistency import ConsistencyWaiter
 from shared.ledger.repository import LedgerInserts
 from shared.logging import configure_logging
 from shared.messaging import build_celery
@@ -70,6 +71,8 @@ async def database_state(app: FastAPI) -> AsyncIterator[AsyncEngine]:
         settings.course_cache_max_items,
     )
     app.state.cached_courses = CachedCourses(cache, app.state.read_sessionmaker)
+    # Tokens are checked where the reads read: the replica, when there is one.
+    app.state.consistency = ConsistencyWaiter(app.state.read_sessionmaker)
     listener = asyncio.create_task(listen(cache, settings.database_url)) if cache.ttl_s else None
     try:
         yield engine

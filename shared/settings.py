@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     # Finished tasks (and their payloads) are deleted this long after they finish.
     task_retention_days: float = Field(default=30.0, gt=0)
 
+    # --- read-your-writes ---------------------------------------------------------------------
+    # Signs the consistency tokens of 202s (a token signed with another key is refused, 422).
+    # The default is for a developer's machine only: production sets its own, the same on
+    # every API process.
+    consistency_token_key: SecretStr = SecretStr("coursewise-local-consistency-key")
+    # How long a read with a token waits for its write by default (a read may ask for up to 10).
+    consistency_wait_s: float = Field(default=2.0, gt=0, le=10)
+
     # --- operations ---------------------------------------------------------------------
     # A read replica for the read routes (courses, search); empty means database_url.
     database_read_url: str | None = None

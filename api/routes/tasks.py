@@ -1,15 +1,23 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Body, Path, Query
 
-from api.auth import AdminDep, KeyHolderDep
+from api.auth import AdminDep, KeyHolderDep, WriterDep
 from api.deps import DispatcherDep, SessionDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
 from shared.access.service import Caller
 from shared.ledger.repository import TaskRepository
-from shared.ledger.schemas import TaskAccepted, TaskOut, TaskPage, TaskStatus, TaskType
-from shared.ledger.service import get_task, task_out
+from shared.ledger.schemas import (
+    CancelFilter,
+    CancelResult,
+    TaskAccepted,
+    TaskOut,
+    TaskPage,
+    TaskStatus,
+    TaskType,
+)
+from shared.ledger.service import cancel_task, cancel_tasks, get_task, task_out
 from shared.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -47,6 +55,34 @@ async def retry_task(
     _: AdminDep, task_id: Annotated[uuid.UUID, Path()], dispatcher: DispatcherDep
 ) -> TaskAccepted:
     return await dispatcher.retry(task_id)
+
+
+@router.post(
+    "/cancel",
+    summary="Cancel the queued tasks a filter matches (none matching: an empty result)",
+    response_model=CancelResult,
+    responses=ERROR_RESPONSES,
+)
+async def cancel_matching(
+    caller: WriterDep, matching: Annotated[CancelFilter, Body()], session: SessionDep
+) -> CancelResult:
+    return await cancel_tasks(TaskRepository(session), matching, _visible_owner(caller))
+
+
+@router.post(
+    "/{task_id}/cancel",
+    summary="Cancel a queued task: it is never applied, even if its message is delivered later",
+    response_model=TaskOut,
+    responses={
+        **ERROR_RESPONSES,
+        **NOT_FOUND,
+        409: {"model": ErrorResponse, "description": "The task is not queued (its state says)"},
+    },
+)
+async def cancel_one(
+    caller: WriterDep, task_id: Annotated[uuid.UUID, Path()], session: SessionDep
+) -> TaskOut:
+    return await cancel_task(TaskRepository(session), task_id, _visible_owner(caller))
 
 
 @router.get(

@@ -129,8 +129,10 @@ class CachedCourses:
         self.cache = cache
         self.sessionmaker = sessionmaker
 
-    async def get_json(self, course_id: str) -> bytes:
-        body = self.cache.get(course_id)
+    async def get_json(self, course_id: str, fresh: bool = False) -> bytes:
+        """`fresh`: read the row even if cached (a read that waited for a write: the
+        notification dropping the cached answer may still be on its way)."""
+        body = None if fresh else self.cache.get(course_id)
         if body is not None:
             return body
         generation = self.cache.generation

@@ -20,6 +20,8 @@ from shared.ledger.schemas import ItemError, TaskStatus
 class NewTask:
     id: uuid.UUID
     type: str
+    # The version the write will produce (the consistency token names it).
+    seq: int
 
 
 class LedgerInserts:
@@ -35,13 +37,13 @@ class LedgerInserts:
         "INSERT INTO tasks (id, type, owner, payload, received, last_published_at, "
         "publish_count) SELECT id, type, owner, payload::jsonb, received, now(), 1 "
         "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) "
-        "AS t(id, type, owner, payload, received)"
+        "AS t(id, type, owner, payload, received) RETURNING id, seq"
     )
 
     def __init__(self, engine: AsyncEngine, max_rows: int = 200) -> None:
         self.engine = engine
         self.max_rows = max_rows
-        self._waiting: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self._waiting: list[tuple[tuple[Any, ...], asyncio.Future[int]]] = []
         self._sender: asyncio.Task[None] | None = None
 
     async def create(
@@ -49,13 +51,12 @@ class LedgerInserts:
     ) -> NewTask:
         # Stamped as published now, as TaskRepository.create does (see there).
         task_id = uuid.uuid4()
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.append(((task_id, type, owner, json.dumps(payload), received), done))
         if self._sender is None or self._sender.done():
             # A task of its own: a request cancelled while waiting cancels only its own future.
             self._sender = asyncio.create_task(self._send())
-        await done
-        return NewTask(task_id, type)
+        return NewTask(task_id, type, await done)
 
     async def _send(self) -> None:
         while self._waiting:
@@ -68,15 +69,16 @@ class LedgerInserts:
             try:
                 async with self.engine.connect() as connection:
                     raw = await connection.get_raw_connection()
-                    await raw.driver_connection.execute(self.SQL, *columns)  # type: ignore[union-attr]
+                    rows = await raw.driver_connection.fetch(self.SQL, *columns)  # type: ignore[union-attr]
             except Exception as exc:
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
             else:
-                for _, done in batch:
+                seqs = {row["id"]: int(row["seq"]) for row in rows}
+                for row, done in batch:
                     if not done.done():
-                        done.set_result(None)
+                        done.set_result(seqs[row[0]])
 
 
 class TaskRepository:
@@ -90,8 +92,9 @@ class TaskRepository:
         # if that fails, so the sweeper only re-publishes what really may be lost.
         # One INSERT, not the ORM's INSERT + SELECT: this is on every accepted write.
         task_id = uuid.uuid4()
-        await self.session.execute(
-            insert(Task).values(
+        seq = await self.session.scalar(
+            insert(Task)
+            .values(
                 id=task_id,
                 type=type,
                 owner=owner,
@@ -100,8 +103,13 @@ class TaskRepository:
                 last_published_at=func.now(),
                 publish_count=1,
             )
+            .returning(Task.seq)
         )
-        return NewTask(task_id, type)
+        assert seq is not None
+        return NewTask(task_id, type, int(seq))
+
+    async def seq_of(self, task_id: uuid.UUID) -> int | None:
+        return await self.session.scalar(select(Task.seq).where(Task.id == task_id))
 
     async def get(self, task_id: uuid.UUID, *, with_payload: bool = False) -> Task | None:
         options = [undefer(Task.payload)] if with_payload else []
@@ -155,6 +163,54 @@ class TaskRepository:
             .options(undefer(Task.payload))
         )
         return result.scalar_one_or_none()
+
+    async def cancel(self, task_id: uuid.UUID, owner: str | None) -> Task | None:
+        """Cancel a queued task. The one conditional UPDATE on `queued` races a worker's claim
+        (an UPDATE on `queued`/`processing`): PostgreSQL lets exactly one of them take the row,
+        and a message delivered later finds the task finished. None if it was not queued (or
+        not the owner's: `owner` None is an admin)."""
+        query = update(Task).where(Task.id == task_id, Task.status == TaskStatus.queued)
+        if owner is not None:
+            query = query.where(Task.owner == owner)
+        result = await self.session.execute(
+            query.values(
+                status=TaskStatus.cancelled,
+                error="cancelled",
+                finished_at=func.clock_timestamp(),
+            ).returning(Task)
+        )
+        return result.scalar_one_or_none()
+
+    async def cancel_matching(
+        self,
+        *,
+        types: Sequence[str],
+        enqueued_before: datetime | None,
+        owner: str | None,
+        limit: int,
+    ) -> list[Task]:
+        """Cancel up to `limit` queued tasks of `types` (any if empty) enqueued before a time,
+        oldest first; rows a worker is claiming meanwhile are skipped (they are not queued any
+        more by the time the lock is free)."""
+        chosen = select(Task.id).where(Task.status == TaskStatus.queued)
+        if types:
+            chosen = chosen.where(Task.type.in_(types))
+        if enqueued_before is not None:
+            chosen = chosen.where(Task.enqueued_at < enqueued_before)
+        if owner is not None:
+            chosen = chosen.where(Task.owner == owner)
+        chosen = chosen.order_by(Task.seq).limit(limit).with_for_update(skip_locked=True)
+        result = await self.session.execute(
+            update(Task)
+            .where(Task.id.in_(chosen.scalar_subquery()), Task.status == TaskStatus.queued)
+            .values(
+                status=TaskStatus.cancelled,
+                error="cancelled",
+                finished_at=func.clock_timestamp(),
+            )
+            .returning(Task)
+        )
+        return sorted(result.scalars().all(), key=lambda task: task.seq)
 
     async def claim_queued(
         self, *, types: Sequence[str], max_received: int, limit: int, exclude: uuid.UUID
@@ -309,4 +365,4 @@ class TaskRepository:
 
 
 PENDING = (TaskStatus.queued.value, TaskStatus.processing.value)
-FINISHED = (TaskStatus.succeeded.value, TaskStatus.failed.value)
+FINISHED = (TaskStatus.succeeded.value, TaskStatus.failed.value, TaskStatus.cancelled.value)

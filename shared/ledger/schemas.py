@@ -12,6 +12,7 @@ class TaskStatus(StrEnum):
     processing = "processing"
     succeeded = "succeeded"
     failed = "failed"
+    cancelled = "cancelled"
 
 
 class TaskType(StrEnum):
@@ -25,7 +26,7 @@ class TaskType(StrEnum):
     model_retrain = "model.retrain"
 
 
-TERMINAL = (TaskStatus.succeeded, TaskStatus.failed)
+TERMINAL = (TaskStatus.succeeded, TaskStatus.failed, TaskStatus.cancelled)
 
 
 class ItemError(BaseModel):
@@ -62,6 +63,10 @@ class TaskAccepted(BaseModel):
     task_id: uuid.UUID
     status: TaskStatus
     status_url: str
+    consistency_token: str = Field(
+        description="the version this write will produce, signed: pass it to a read as "
+        "`?consistency=` and the read answers once the write is visible (docs/api.md)"
+    )
 
 
 class TaskOut(BaseModel):
@@ -77,6 +82,25 @@ class TaskOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
+
+
+class CancelFilter(BaseModel):
+    """Which queued tasks to cancel. Only queued tasks are ever cancelled: a status filter
+    without `queued` matches nothing. At least one field must be given, so an empty body
+    cannot cancel everything by mistake."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    statuses: list[TaskStatus] | None = Field(default=None, max_length=10)
+    types: list[TaskType] | None = Field(default=None, max_length=20)
+    enqueued_before: datetime | None = Field(
+        default=None, description="only tasks enqueued before this time (with a time zone)"
+    )
+
+
+class CancelResult(BaseModel):
+    cancelled: int
+    task_ids: list[uuid.UUID] = Field(description="the tasks cancelled, oldest first")
 
 
 class TaskPage(BaseModel):

@@ -1,11 +1,24 @@
 """Task ledger use cases shared by the API and the workers."""
 
 import uuid
+from datetime import UTC
 
-from shared.errors import TaskNotFound
+from shared.errors import ErrorDetail, InvalidRequest, TaskNotCancellable, TaskNotFound
 from shared.ledger.models import Task
 from shared.ledger.repository import TaskRepository
-from shared.ledger.schemas import ItemError, TaskCounts, TaskOut, TaskStatus, TaskType
+from shared.ledger.schemas import (
+    CancelFilter,
+    CancelResult,
+    ItemError,
+    TaskCounts,
+    TaskOut,
+    TaskStatus,
+    TaskType,
+)
+from shared.metrics import observe_cancelled
+
+# One filtered cancel touches at most this many tasks (the answer lists them all); repeat it.
+CANCEL_MAX_TASKS = 10_000
 
 
 def task_out(task: Task) -> TaskOut:
@@ -35,3 +48,45 @@ async def get_task(repo: TaskRepository, task_id: uuid.UUID, owner: str | None) 
     if task is None or (owner is not None and task.owner != owner):
         raise TaskNotFound(str(task_id))
     return task_out(task)
+
+
+async def cancel_task(repo: TaskRepository, task_id: uuid.UUID, owner: str | None) -> TaskOut:
+    """Cancel one queued task; a task in any other state is a conflict naming that state."""
+    cancelled = await repo.cancel(task_id, owner)
+    if cancelled is None:
+        task = await repo.get(task_id)
+        if task is None or (owner is not None and task.owner != owner):
+            raise TaskNotFound(str(task_id))
+        raise TaskNotCancellable(str(task_id), task.status)
+    observe_cancelled(cancelled.type)
+    return task_out(cancelled)
+
+
+async def cancel_tasks(
+    repo: TaskRepository, matching: CancelFilter, owner: str | None
+) -> CancelResult:
+    """Cancel the queued tasks a filter matches; matching none is an empty result."""
+    if matching.statuses is None and matching.types is None and matching.enqueued_before is None:
+        raise InvalidRequest(
+            "Name at least one of statuses, types, enqueued_before.",
+            [ErrorDetail(["body"], "missing_filter", "an empty filter would cancel everything")],
+        )
+    before = matching.enqueued_before
+    if before is not None and before.tzinfo is None:
+        raise InvalidRequest(
+            "enqueued_before needs a time zone.",
+            [ErrorDetail(["body", "enqueued_before"], "naive_datetime", "add a UTC offset")],
+        )
+    if matching.statuses is not None and TaskStatus.queued not in matching.statuses:
+        return CancelResult(cancelled=0, task_ids=[])
+    if matching.types == []:
+        return CancelResult(cancelled=0, task_ids=[])
+    cancelled = await repo.cancel_matching(
+        types=[t.value for t in matching.types or []],
+        enqueued_before=before.astimezone(UTC) if before is not None else None,
+        owner=owner,
+        limit=CANCEL_MAX_TASKS,
+    )
+    for task in cancelled:
+        observe_cancelled(task.type)
+    return CancelResult(cancelled=len(cancelled), task_ids=[task.id for task in cancelled])
