@@ -34,7 +34,7 @@ def test_a_read_with_the_token_sees_the_write_at_once(api: httpx.Client) -> None
 
     # A change of a course this process has cached: the token's read is not the old answer.
     assert api.get(f"/v1/courses/{course_id}").json()["title"] == "Pottery on the wheel"
-    changed, token = write(
+    _, token = write(
         api, "PATCH", f"/v1/courses/{course_id}", {"title": "Glazing and firing stoneware"}
     )
     got = api.get(f"/v1/courses/{course_id}", params={"consistency": token})
