@@ -28,6 +28,7 @@ from api.routes import (
     search,
     suggest,
     tasks,
+    webhooks,
 )
 from api.write_path import WriteDispatcher
 from shared.access.service import RateLimiter
@@ -152,7 +153,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ObservabilityMiddleware)
     # `recommendations` before `courses`: /v1/courses/popular is not a course id; `suggest`
     # before `search`, so /v1/search/suggest stays its own route whatever search adds.
-    routers = (health, recommendations, courses, suggest, search, tasks, learners, keys, metrics)
+    routers = (
+        health,
+        recommendations,
+        courses,
+        suggest,
+        search,
+        tasks,
+        learners,
+        keys,
+        webhooks,
+        metrics,
+    )
     for module in routers:
         app.include_router(module.router)
     return app

@@ -46,7 +46,7 @@ celery_app.conf.update(
     worker_proc_alive_timeout=120,
     # The modules of the kinds' Celery tasks (one table: shared/ledger/kinds.py), and of beat's
     # periodic ones (the scheduled retrain is beside train_model).
-    include=[*worker_modules(), "workers.tasks.maintenance"],
+    include=[*worker_modules(), "workers.tasks.maintenance", "workers.tasks.webhooks"],
     beat_schedule={
         "requeue-stale-tasks": {
             "task": REQUEUE_STALE_TASKS,

@@ -14,6 +14,8 @@ from sqlalchemy.orm import undefer
 
 from shared.ledger.models import Task
 from shared.ledger.schemas import ItemError, TaskStatus
+from shared.webhooks.repository import WebhookRepository
+from shared.webhooks.schemas import event_for
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,14 @@ class TaskRepository:
                 finished_at=func.clock_timestamp(),
             ).returning(Task)
         )
-        return result.scalar_one_or_none()
+        cancelled = result.scalar_one_or_none()
+        if cancelled is not None:
+            await self._ended(cancelled.id, TaskStatus.cancelled, 0)
+        return cancelled
+
+    async def _ended(self, task_id: uuid.UUID, status: TaskStatus, failed: int) -> None:
+        """The task's webhook deliveries, in the transaction that ends it (an outbox)."""
+        await WebhookRepository(self.session).enqueue(task_id, event_for(status, failed).value)
 
     async def cancel_matching(
         self,
@@ -210,7 +219,10 @@ class TaskRepository:
             )
             .returning(Task)
         )
-        return sorted(result.scalars().all(), key=lambda task: task.seq)
+        cancelled = sorted(result.scalars().all(), key=lambda task: task.seq)
+        for task in cancelled:
+            await self._ended(task.id, TaskStatus.cancelled, 0)
+        return cancelled
 
     async def claim_queued(
         self, *, types: Sequence[str], max_received: int, limit: int, exclude: uuid.UUID
@@ -265,13 +277,19 @@ class TaskRepository:
             # several tasks applied together.
             values.update(status=status, error=error, finished_at=func.clock_timestamp())
         await self.session.execute(update(Task).where(Task.id == task_id).values(**values))
+        if status is not None:
+            await self._ended(task_id, status, len(errors))
 
     async def fail(self, task_id: uuid.UUID, error: str) -> None:
-        await self.session.execute(
+        result = await self.session.execute(
             update(Task)
             .where(Task.id == task_id, Task.status.in_([TaskStatus.queued, TaskStatus.processing]))
             .values(status=TaskStatus.failed, error=error, finished_at=func.now())
+            .returning(Task.failed)
         )
+        failed = result.scalar_one_or_none()
+        if failed is not None:
+            await self._ended(task_id, TaskStatus.failed, failed)
 
     async def requeue_failed(self, task_id: uuid.UUID) -> bool:
         """Put a failed task back in the queue, with its original version (a newer write that

@@ -17,6 +17,7 @@ from shared.messaging import RECONCILE_INDEX, REQUEUE_STALE_TASKS, publish_write
 from shared.settings import Settings
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
+from workers.tasks.webhooks import dispatch_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ def requeue_stale_tasks() -> int:
     global _last_flush
     rt = runtime()
     requeued = rt.run(requeue_stale(rt))
+    # Webhook deliveries no task was sent for (an API cancel, or a crash after a commit).
+    try:
+        dispatch_deliveries(current_app)
+    except Exception:
+        log.warning("could not dispatch webhook deliveries", exc_info=True)
     if time.monotonic() - _last_flush >= FLUSH_EVERY_S:
         try:
             rt.indexer.flush()
