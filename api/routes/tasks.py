@@ -1,7 +1,9 @@
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.responses import StreamingResponse
 
 from api.auth import AdminDep, KeyHolderDep, WriterDep
 from api.deps import DispatcherDep, SessionDep
@@ -17,7 +19,7 @@ from shared.ledger.schemas import (
     TaskStatus,
     TaskType,
 )
-from shared.ledger.service import cancel_task, cancel_tasks, get_task, task_out
+from shared.ledger.service import cancel_task, cancel_tasks, get_task, task_changes, task_out
 from shared.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -38,6 +40,44 @@ async def read_task(
     caller: KeyHolderDep, task_id: Annotated[uuid.UUID, Path()], session: SessionDep
 ) -> TaskOut:
     return await get_task(TaskRepository(session), task_id, _visible_owner(caller))
+
+
+@router.get(
+    "/{task_id}/events",
+    summary="The task's progress as server-sent events, ending with its final state",
+    description="`text/event-stream`: an `event: task` with the task (as `GET /v1/tasks/{id}`) "
+    "now and at every change of its status or counts; the stream closes after the event of its "
+    "final state (succeeded, failed or cancelled). Comments keep an idle stream alive.",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **ERROR_RESPONSES,
+        **NOT_FOUND,
+    },
+)
+async def task_events(
+    caller: KeyHolderDep, task_id: Annotated[uuid.UUID, Path()], request: Request
+) -> StreamingResponse:
+    changes = task_changes(request.app.state.sessionmaker, task_id, _visible_owner(caller))
+    # The first look before answering: an unknown task is a 404, not an empty stream.
+    first = await anext(changes)
+
+    async def stream() -> AsyncIterator[bytes]:
+        task = first
+        try:
+            while True:
+                if task is None:
+                    yield b": keep-alive\n\n"
+                else:
+                    yield b"event: task\ndata: " + task.model_dump_json().encode() + b"\n\n"
+                task = await anext(changes)
+        except StopAsyncIteration:
+            return
+        finally:
+            await changes.aclose()
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
 @router.post(

@@ -1,12 +1,18 @@
 """Task ledger use cases shared by the API and the workers."""
 
+import asyncio
+import time
 import uuid
+from collections.abc import AsyncGenerator
 from datetime import UTC
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.errors import ErrorDetail, InvalidRequest, TaskNotCancellable, TaskNotFound
 from shared.ledger.models import Task
 from shared.ledger.repository import TaskRepository
 from shared.ledger.schemas import (
+    TERMINAL,
     CancelFilter,
     CancelResult,
     ItemError,
@@ -90,3 +96,34 @@ async def cancel_tasks(
     for task in cancelled:
         observe_cancelled(task.type)
     return CancelResult(cancelled=len(cancelled), task_ids=[task.id for task in cancelled])
+
+
+async def task_changes(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    task_id: uuid.UUID,
+    owner: str | None,
+    *,
+    poll_s: float = 0.25,
+    max_s: float = 3600.0,
+) -> AsyncGenerator[TaskOut | None, None]:
+    """The task now, then again each time its status or counts change, ending with its final
+    state; None at most every 15 s while nothing changes (a keep-alive for the stream). Each
+    look is a short session of its own: an open stream holds no connection. Stops after
+    `max_s` (a client reconnects). The first look raises TaskNotFound."""
+    started = time.monotonic()
+    last: tuple[object, ...] | None = None
+    quiet_since = started
+    while True:
+        async with sessionmaker() as session:
+            task = await get_task(TaskRepository(session), task_id, owner)
+        seen = (task.status, task.counts.applied, task.counts.failed, task.attempts)
+        now = time.monotonic()
+        if seen != last:
+            last, quiet_since = seen, now
+            yield task
+        elif now - quiet_since >= 15:
+            quiet_since = now
+            yield None
+        if task.status in TERMINAL or now - started >= max_s:
+            return
+        await asyncio.sleep(poll_s)

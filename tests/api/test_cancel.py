@@ -1,8 +1,10 @@
 """Cancelling queued tasks through the app in-process (no worker: every write stays queued)."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import httpx
 import pytest
 
@@ -91,3 +93,27 @@ async def test_bad_cancel_filters_are_422_with_their_location(admin: httpx.Async
         "validation_error",
     )
     assert error["details"][0]["loc"] == ["body", "enqueued_before"]
+
+
+async def test_the_event_stream_of_a_task_ends_with_its_final_state(
+    admin: httpx.AsyncClient,
+) -> None:
+    task_id = accept(await admin.post("/v1/courses", json=course(unique_id("events"))))
+    assert_error(await admin.get(f"/v1/tasks/{uuid.uuid4()}/events"), 404, "task_not_found")
+
+    async def cancel_soon() -> None:
+        await anyio.sleep(0.5)
+        assert (await admin.post(f"/v1/tasks/{task_id}/cancel")).status_code == 200
+
+    events: list[dict[str, object]] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(cancel_soon)
+        async with admin.stream("GET", f"/v1/tasks/{task_id}/events") as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line.removeprefix("data: ")))
+    # The stream closed by itself after the final state.
+    assert [event["status"] for event in events] == ["queued", "cancelled"]
+    assert all(event["task_id"] == task_id for event in events)

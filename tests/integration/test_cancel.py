@@ -83,7 +83,8 @@ def test_a_cancel_racing_the_worker_has_exactly_one_winner(
     answers: dict[str, httpx.Response] = {}
 
     def cancel_all() -> None:
-        for task_id in task_ids:
+        # From the newest: the worker applies from the oldest, so the two meet on the way.
+        for task_id in reversed(task_ids):
             answers[task_id] = api.post(f"/v1/tasks/{task_id}/cancel")
 
     canceller = threading.Thread(target=cancel_all)
