@@ -69,6 +69,8 @@ def isolated_env(names: Names) -> Iterator[dict[str, str]]:
             "COURSEWISE_SEARCH_SEMANTIC_BUDGET_S": "2",
             # Webhooks only to this machine: the fuzzer registers whatever URLs it makes up.
             "COURSEWISE_WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1", "localhost"]',
+            # ... and a dead receiver it registered is given up on soon.
+            "COURSEWISE_WEBHOOK_RETRY_FOR_S": "120",
         }
     finally:
         asyncio.run(pg(f'DROP DATABASE IF EXISTS "{names.database}" WITH (FORCE)'))
