@@ -22,15 +22,15 @@ async def _consistency(
         float | None,
         Query(gt=0, le=10, description="seconds to wait for the token (default 2)"),
     ] = None,
-) -> bool:
-    """True when the read must see the write: it waited for a token."""
+) -> int | None:
+    """The version the read waited for (it must see that write), or None."""
     if consistency is None:
-        return False
+        return None
     settings: Settings = request.app.state.settings
     seq = read_token(settings.consistency_token_key.get_secret_value().encode(), consistency)
     waiter: ConsistencyWaiter = request.app.state.consistency
     await waiter.wait(seq, consistency_wait or settings.consistency_wait_s)
-    return True
+    return seq
 
 
-ConsistencyDep = Annotated[bool, Depends(_consistency)]
+ConsistencyDep = Annotated[int | None, Depends(_consistency)]

@@ -176,7 +176,7 @@ async def get_course(
     # The hottest read: the cached JSON as is, and one dependency fewer than a `*Dep` alias
     # (FastAPI's dependency solving is the largest cost left on this path, measured).
     courses: CachedCourses = request.app.state.cached_courses
-    body = await courses.get_json(course_id, fresh=waited)
+    body = await courses.get_json(course_id, min_version=waited)
     return Response(body, media_type="application/json")
 
 
