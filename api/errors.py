@@ -98,7 +98,7 @@ def install_error_handlers(app: FastAPI) -> None:
         loc: list[str | int] = [_HTTP_LOCS.get(exc.status_code, "request")]
         details = [ErrorDetail(loc, code, str(exc.detail))]
         headers = dict(exc.headers or {})
-        if exc.status_code == 405:
+        if exc.status_code == 405 and "Allow" not in headers:
             # Starlette names only the first route that matched the path; list them all.
             headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
         return error_response(exc.status_code, code, str(exc.detail), details, headers=headers)

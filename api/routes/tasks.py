@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import AdminDep, KeyHolderDep, WriterDep
 from api.deps import DispatcherDep, SessionDep
@@ -30,6 +31,12 @@ def _visible_owner(caller: Caller) -> str | None:
     return None if caller.is_admin else caller.owner
 
 
+@router.api_route("/cancel", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def cancel_other_methods() -> None:
+    # Otherwise GET /v1/tasks/cancel is read as a task id that is not one (422), not a 405.
+    raise StarletteHTTPException(status_code=405, headers={"Allow": "POST"})
+
+
 @router.get(
     "/{task_id}",
     summary="One task: status, counts, per-item errors, times",
@@ -50,7 +57,26 @@ async def read_task(
     "final state (succeeded, failed or cancelled). Comments keep an idle stream alive.",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        200: {
+            "description": "One event per change, the last one the final state",
+            "content": {
+                "text/event-stream": {
+                    # One event (OpenAPI 3.1 has no itemSchema: `schema` describes an event).
+                    "schema": {
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "event": {"type": "string", "enum": ["task"]},
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "description": "the task, as GET /v1/tasks/{task_id}",
+                            },
+                        },
+                    }
+                }
+            },
+        },
         **ERROR_RESPONSES,
         **NOT_FOUND,
     },

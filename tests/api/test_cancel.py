@@ -117,3 +117,9 @@ async def test_the_event_stream_of_a_task_ends_with_its_final_state(
     # The stream closed by itself after the final state.
     assert [event["status"] for event in events] == ["queued", "cancelled"]
     assert all(event["task_id"] == task_id for event in events)
+
+
+async def test_other_methods_on_the_filtered_cancel_are_405(admin: httpx.AsyncClient) -> None:
+    response = await admin.get("/v1/tasks/cancel")
+    error = assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST" and error["details"][0]["loc"] == ["method"]
