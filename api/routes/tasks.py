@@ -4,11 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import AdminDep, KeyHolderDep, WriterDep
 from api.deps import DispatcherDep, SessionDep
-from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
+from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse, MethodNotAllowed
 from shared.access.service import Caller
 from shared.ledger.repository import TaskRepository
 from shared.ledger.schemas import (
@@ -31,10 +30,14 @@ def _visible_owner(caller: Caller) -> str | None:
     return None if caller.is_admin else caller.owner
 
 
-@router.api_route("/cancel", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+@router.api_route(
+    "/cancel",
+    methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    include_in_schema=False,
+)
 async def cancel_other_methods() -> None:
     # Otherwise GET /v1/tasks/cancel is read as a task id that is not one (422), not a 405.
-    raise StarletteHTTPException(status_code=405, headers={"Allow": "POST"})
+    raise MethodNotAllowed("POST")
 
 
 @router.get(

@@ -120,6 +120,7 @@ async def test_the_event_stream_of_a_task_ends_with_its_final_state(
 
 
 async def test_other_methods_on_the_filtered_cancel_are_405(admin: httpx.AsyncClient) -> None:
-    response = await admin.get("/v1/tasks/cancel")
-    error = assert_error(response, 405, "method_not_allowed")
-    assert response.headers["allow"] == "POST" and error["details"][0]["loc"] == ["method"]
+    for method in ("GET", "OPTIONS", "DELETE"):
+        response = await admin.request(method, "/v1/tasks/cancel")
+        error = assert_error(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == "POST" and error["details"][0]["loc"] == ["method"]
