@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 
 class TaskStatus(StrEnum):
@@ -93,9 +93,17 @@ class CancelFilter(BaseModel):
 
     statuses: list[TaskStatus] | None = Field(default=None, max_length=10)
     types: list[TaskType] | None = Field(default=None, max_length=20)
-    enqueued_before: datetime | None = Field(
+    enqueued_before: AwareDatetime | None = Field(
         default=None, description="only tasks enqueued before this time (with a time zone)"
     )
+
+    @field_validator("enqueued_before", mode="before")
+    @classmethod
+    def _text_only(cls, value: object) -> object:
+        # pydantic would read a number as seconds since 1970: the schema says a date-time string.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("a date-time string with its time zone")
+        return value
 
 
 class CancelResult(BaseModel):
