@@ -20,6 +20,14 @@ from shared.errors import CoursewiseError, ErrorDetail
 log = logging.getLogger(__name__)
 
 
+class MethodNotAllowed(StarletteHTTPException):
+    """A 405 with an exact `Allow`: for a path that another route's template also matches (the
+    methods of every route matching it would be wrong)."""
+
+    def __init__(self, allow: str) -> None:
+        super().__init__(status_code=405, headers={"Allow": allow})
+
+
 class ErrorDetailBody(BaseModel):
     loc: list[str | int]
     code: str
@@ -98,7 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
         loc: list[str | int] = [_HTTP_LOCS.get(exc.status_code, "request")]
         details = [ErrorDetail(loc, code, str(exc.detail))]
         headers = dict(exc.headers or {})
-        if exc.status_code == 405:
+        if exc.status_code == 405 and not isinstance(exc, MethodNotAllowed):
             # Starlette names only the first route that matched the path; list them all.
             headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
         return error_response(exc.status_code, code, str(exc.detail), details, headers=headers)

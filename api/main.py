@@ -28,6 +28,7 @@ from api.routes import (
     search,
     suggest,
     tasks,
+    webhooks,
 )
 from api.write_path import WriteDispatcher
 from shared.access.service import RateLimiter
@@ -35,6 +36,7 @@ from shared.catalog.cache import CachedCourses, CourseCache, listen
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
 from shared.embedding import get_embedder
+from shared.ledger.consistency import ConsistencyWaiter
 from shared.ledger.repository import LedgerInserts
 from shared.liveness import Heartbeat
 from shared.logging import configure_logging
@@ -71,6 +73,8 @@ async def database_state(app: FastAPI) -> AsyncIterator[AsyncEngine]:
         settings.course_cache_max_items,
     )
     app.state.cached_courses = CachedCourses(cache, app.state.read_sessionmaker)
+    # Tokens are checked where the reads read: the replica, when there is one.
+    app.state.consistency = ConsistencyWaiter(app.state.read_sessionmaker)
     listener = asyncio.create_task(listen(cache, settings.database_url)) if cache.ttl_s else None
     try:
         yield engine
@@ -172,7 +176,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ObservabilityMiddleware)
     # `recommendations` before `courses`: /v1/courses/popular is not a course id; `suggest`
     # before `search`, so /v1/search/suggest stays its own route whatever search adds.
-    routers = (health, recommendations, courses, suggest, search, tasks, learners, keys, metrics)
+    routers = (
+        health,
+        recommendations,
+        courses,
+        suggest,
+        search,
+        tasks,
+        learners,
+        keys,
+        webhooks,
+        metrics,
+    )
     for module in routers:
         app.include_router(module.router)
     return app

@@ -26,6 +26,7 @@ from shared.errors import (
     TaskNotRetryable,
     TooManyPendingTasks,
 )
+from shared.ledger.consistency import make_token
 from shared.ledger.idempotency import IdempotencyKey, IdempotencyRepository, request_fingerprint
 from shared.ledger.repository import LedgerInserts, TaskRepository
 from shared.ledger.schemas import TaskAccepted, TaskStatus, TaskType
@@ -95,6 +96,7 @@ class WriteDispatcher:
         self.publisher = publisher
         self.settings = settings
         self.backlog = BacklogCounts(sessionmaker, settings.backlog_check_s)
+        self.token_key = settings.consistency_token_key.get_secret_value().encode()
 
     async def accept(
         self,
@@ -109,7 +111,7 @@ class WriteDispatcher:
                     idempotency.scope, idempotency.key
                 )
             if known is not None:
-                return self._replay(known, idempotency)
+                return await self._replay(known, idempotency)
         await self._check_backlog(owner)
         # The request id rides along in the payload too, so a re-publish by the sweeper still
         # tells the worker which request the write came from.
@@ -142,11 +144,17 @@ class WriteDispatcher:
                     )
                 if known is None:  # expired in between: vanishingly rare; the client may retry
                     raise IdempotencyKeyConflict(idempotency.key) from None
-                return self._replay(known, idempotency)
+                return await self._replay(known, idempotency)
         self.backlog.accepted(owner)
         await self._publish(task.id, type.value)
+        return self._accepted(task.id, task.seq)
+
+    def _accepted(self, task_id: uuid.UUID, seq: int) -> TaskAccepted:
         return TaskAccepted(
-            task_id=task.id, status=TaskStatus.queued, status_url=f"/v1/tasks/{task.id}"
+            task_id=task_id,
+            status=TaskStatus.queued,
+            status_url=f"/v1/tasks/{task_id}",
+            consistency_token=make_token(self.token_key, seq),
         )
 
     async def _check_backlog(self, owner: str | None) -> None:
@@ -185,9 +193,7 @@ class WriteDispatcher:
             task = await repo.get(task_id)
             assert task is not None
         await self._publish(task_id, task.type)
-        return TaskAccepted(
-            task_id=task_id, status=TaskStatus.queued, status_url=f"/v1/tasks/{task_id}"
-        )
+        return self._accepted(task_id, task.seq)
 
     async def _publish(self, task_id: uuid.UUID, task_type: str) -> None:
         try:
@@ -201,13 +207,15 @@ class WriteDispatcher:
             except Exception:
                 log.warning("could not clear the publish stamp of task %s", task_id)
 
-    @staticmethod
-    def _replay(known: IdempotencyKey, request: IdempotencyRequest) -> TaskAccepted:
+    async def _replay(self, known: IdempotencyKey, request: IdempotencyRequest) -> TaskAccepted:
         if known.request_hash != request.request_hash:
             raise IdempotencyKeyConflict(request.key)
-        return TaskAccepted(
-            task_id=known.task_id, status=TaskStatus.queued, status_url=f"/v1/tasks/{known.task_id}"
-        )
+        # The original task's version: the replayed answer carries the same token.
+        async with self.sessionmaker() as session:
+            seq = await TaskRepository(session).seq_of(known.task_id)
+        if seq is None:  # pruned with its key in between: vanishingly rare; the client may retry
+            raise IdempotencyKeyConflict(request.key)
+        return self._accepted(known.task_id, seq)
 
 
 def idempotency_request(

@@ -27,6 +27,9 @@ from tqdm import tqdm
 from shared.catalog.fields import BY_NAME, NAMES
 from shared.catalog.sources import coursera_course
 
+# A task's final states (a cancelled batch's rows count as failed, with the reason).
+ENDED = ("succeeded", "failed", "cancelled")
+
 PRESETS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"coursera": coursera_course}
 STATE_VERSION = 1
 
@@ -324,7 +327,7 @@ class Ingestor:
 
     # --- waiting ------------------------------------------------------------------------------
     def wait(self, state: IngestState, state_path: Path) -> None:
-        pending = [b for b in state.batches if b["status"] not in ("succeeded", "failed")]
+        pending = [b for b in state.batches if b["status"] not in ENDED]
         total = sum(len(b["lines"]) for b in state.batches)
         done = total - sum(len(b["lines"]) for b in pending)
         deadline = time.monotonic() + self.timeout_s
@@ -336,17 +339,16 @@ class Ingestor:
             disable=None if self.progress is None else not self.progress,
             file=sys.stderr,
         ) as bar:
+            shown = 0  # rows of the first pending batch already on the bar
             while pending:
                 batch = pending[0]
-                response = self.api.get(f"/v1/tasks/{batch['task_id']}")
-                if response.status_code != 200:
-                    raise IngestError(_refusal(response))
-                task = response.json()
-                if task["status"] in ("succeeded", "failed"):
+                task, shown = self._follow(batch, bar, deadline, shown)
+                if task["status"] in ENDED:
                     _record_task(batch, task)
                     state.save(state_path)
-                    bar.update(len(batch["lines"]))
+                    bar.update(len(batch["lines"]) - shown)
                     pending.pop(0)
+                    shown = 0
                     continue
                 if time.monotonic() > deadline:
                     raise IngestError(
@@ -354,6 +356,40 @@ class Ingestor:
                         f"{self.timeout_s:.0f}s; run the same command again to keep waiting"
                     )
                 time.sleep(self.poll_s)
+
+    def _follow(
+        self, batch: dict[str, Any], bar: Any, deadline: float, shown: int
+    ) -> tuple[dict[str, Any], int]:
+        """The batch's task once it ended (or as last seen, if its stream closed first) and the
+        rows shown on the bar meanwhile: its event stream (GET /v1/tasks/{id}/events) moves the
+        bar as the task's counts grow, without polling. A broken stream falls back to one look."""
+        rows = len(batch["lines"])
+        task: dict[str, Any] | None = None
+        url = f"/v1/tasks/{batch['task_id']}/events"
+        left = max(1.0, deadline - time.monotonic())
+        try:
+            with self.api.stream("GET", url, timeout=httpx.Timeout(30, read=left)) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise IngestError(_refusal(response))
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    task = json.loads(line.removeprefix("data:"))
+                    counts = task["counts"]
+                    done = counts["applied"] + counts["failed"]
+                    progress = min(rows, rows * done // max(1, counts["received"]))
+                    if progress > shown and task["status"] not in ENDED:
+                        bar.update(progress - shown)
+                        shown = progress
+        except httpx.TransportError:
+            task = None
+        if task is None:
+            response = self.api.get(f"/v1/tasks/{batch['task_id']}")
+            if response.status_code != 200:
+                raise IngestError(_refusal(response))
+            task = response.json()
+        return task, shown
 
     # --- the whole run ------------------------------------------------------------------------
     def run(
@@ -409,7 +445,7 @@ def _record_task(batch: dict[str, Any], task: dict[str, Any]) -> None:
         index = error["index"]
         if 0 <= index < len(lines):
             failures[index] = asdict(Failure(lines[index], ids[index], error["reason"]))
-    if task["status"] == "failed":
+    if task["status"] in ("failed", "cancelled"):
         reason = task["error"] or "the task failed"
         for index, line in enumerate(lines):
             failures.setdefault(index, asdict(Failure(line, ids[index], reason)))

@@ -5,6 +5,9 @@ coursewise tasks list --status failed
 coursewise tasks show TASK_ID
 coursewise tasks retry TASK_ID [TASK_ID ...]
 coursewise tasks retry --all-failed
+coursewise tasks cancel TASK_ID [TASK_ID ...] | --type course.upsert [--before TIME]
+coursewise webhooks add --url URL --secret SECRET [--event task.failed ...]
+coursewise webhooks list | remove ID | deliveries ID
 coursewise reconcile            # queue a reconciliation of Milvus with PostgreSQL now
 coursewise reindex              # the same: re-index what is missing, stale or unindexed
 coursewise keys create --name acme --scope write [--expires-in 90d]
@@ -24,6 +27,7 @@ from typing import Any
 import httpx
 
 from cli import keys as keys_cli
+from cli import webhooks as webhooks_cli
 from cli.ingest import (
     PRESETS,
     IngestError,
@@ -134,6 +138,33 @@ def _retry(api: httpx.Client, args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cancel(api: httpx.Client, args: argparse.Namespace) -> int:
+    if not args.task_ids:
+        body: dict[str, Any] = {"statuses": ["queued"]}
+        if args.type:
+            body["types"] = args.type
+        if args.before:
+            body["enqueued_before"] = args.before
+        response = api.post("/v1/tasks/cancel", json=body)
+        if response.status_code != 200:
+            print(response.json()["error"]["message"], file=sys.stderr)
+            return 1
+        for task_id in response.json()["task_ids"]:
+            print(f"{task_id}  cancelled")
+        print(f"{response.json()['cancelled']} task(s) cancelled")
+        return 0
+    refused = 0
+    for task_id in args.task_ids:
+        response = api.post(f"/v1/tasks/{task_id}/cancel")
+        if response.status_code == 200:
+            print(f"{task_id}  cancelled")
+        else:
+            refused += 1
+            print(f"{task_id}  {response.json()['error']['message']}", file=sys.stderr)
+    print(f"{len(args.task_ids) - refused} task(s) cancelled, {refused} refused")
+    return 1 if refused else 0
+
+
 def _reconcile(_: httpx.Client, __: argparse.Namespace) -> int:
     celery = build_celery(get_settings())
     try:
@@ -188,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         dest="action", required=True
     )
     listing = tasks.add_parser("list", help="tasks, newest first")
-    listing.add_argument("--status", choices=["queued", "processing", "succeeded", "failed"])
+    listing.add_argument(
+        "--status", choices=["queued", "processing", "succeeded", "failed", "cancelled"]
+    )
     listing.add_argument("--type")
     listing.add_argument("--limit", type=int, default=20)
     listing.set_defaults(handler=_list)
@@ -199,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     retry.add_argument("task_ids", nargs="*")
     retry.add_argument("--all-failed", action="store_true")
     retry.set_defaults(handler=_retry)
+    cancel = tasks.add_parser("cancel", help="cancel queued tasks: by id, or by a filter")
+    cancel.add_argument("task_ids", nargs="*")
+    cancel.add_argument("--type", action="append", help="with no ids: queued tasks of this type")
+    cancel.add_argument("--before", help="with no ids: enqueued before this ISO time (with zone)")
+    cancel.set_defaults(handler=_cancel)
     reconcile = commands.add_parser("reconcile", help="repair Milvus from PostgreSQL now")
     reconcile.set_defaults(handler=_reconcile)
     reindex = commands.add_parser(
@@ -206,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     reindex.set_defaults(handler=_reconcile)
     keys_cli.add_parser(commands)
+    webhooks_cli.add_parser(commands)
 
     args = parser.parse_args(argv)
     if (
@@ -214,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         and not (args.task_ids or args.all_failed)
     ):
         parser.error("name task ids, or --all-failed")
+    if (
+        args.command == "tasks"
+        and args.action == "cancel"
+        and not (args.task_ids or args.type or args.before)
+    ):
+        parser.error("name task ids, or a filter (--type, --before)")
     if args.command == "keys":
         return keys_cli.run(args)
     if args.command == "ingest" and args.batch_size < 1:

@@ -17,6 +17,7 @@ from typing import Any
 
 from kombu import Connection
 
+from devstack.management import management_ui
 from devstack.stack import ROOT, LocalStack, endpoint, port_open
 from shared.settings import get_settings
 
@@ -123,6 +124,9 @@ def main() -> None:
             fail(str(exc))
         stack.api_key = local_admin_key(stack, var_dir / "admin-key")
         task = load_demo_catalog(stack)
+        broker_host, _ = endpoint(settings.broker_url, 5672)
+        ui = management_ui(broker_host, lambda host, port: port_open(host, port))
+        ui_line = f"{ui.url}  ({ui.note})" if ui.url else f"not available: {ui.note}"
         counts = task["counts"]
         print(
             f"demo catalog: {counts['applied']} of {counts['received']} courses applied "
@@ -138,8 +142,7 @@ def main() -> None:
             f"  worker metrics http://127.0.0.1:{worker_metrics_port}/metrics\n"
             f"  try            {stack.api_url}/v1/search?q=learn+python+for+data+analysis\n"
             f"  Flower         http://127.0.0.1:{flower_port}\n"
-            f"  RabbitMQ UI    http://127.0.0.1:15672  (guest/guest; needs "
-            "`rabbitmq-plugins enable rabbitmq_management`)\n"
+            f"  RabbitMQ UI    {ui_line}\n"
             f"  logs           {var_dir}/*.log\n"
             "Press Ctrl-C to stop everything.",
             flush=True,

@@ -264,12 +264,14 @@ class LocalStack:
         )  # fmt: skip
 
     def start_training_worker(self, name: str = "training-worker") -> Process:
-        """The worker of the training queue: a retrain never waits behind, or delays, writes."""
+        """The worker of the training queue (a retrain never waits behind, or delays, writes) and
+        of webhook deliveries (a slow receiver never holds up a write either)."""
         process = self.spawn(
             name,
             [
                 str(BIN / "celery"), "-A", "workers.celery_app", "worker",
-                "-Q", "coursewise.training", "-c", "1", "-n", f"{name}-{os.getpid()}@%h",
+                "-Q", "coursewise.training,coursewise.webhooks", "-c", "1",
+                "-n", f"{name}-{os.getpid()}@%h",
                 "--loglevel=INFO", "--without-mingle", "--without-gossip",
             ],
             # implicit parallelises itself

@@ -101,6 +101,17 @@ class TaskNotRetryable(CoursewiseError):
         )
 
 
+class TaskNotCancellable(CoursewiseError):
+    status_code = 409
+    code = "task_not_cancellable"
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(
+            f"Task {task_id!r} is {status}; only queued tasks can be cancelled.",
+            [ErrorDetail(["path", "task_id"], self.code, f"status is {status}")],
+        )
+
+
 class InvalidRequest(CoursewiseError):
     status_code = 422
     code = "validation_error"

@@ -25,6 +25,8 @@ SCHEDULED_RETRAIN = "coursewise.training.scheduled_retrain"
 
 TASK_EXCHANGE = "coursewise.tasks"
 DEAD_LETTER_EXCHANGE = "coursewise.dead-letter"
+# One delivery of one webhook event (workers/tasks/webhooks.py); on the wire: never rename.
+DELIVER_WEBHOOK = "coursewise.webhooks.deliver"
 DEAD_LETTER_QUEUE = "coursewise.dead-letter"
 
 
@@ -41,7 +43,12 @@ def task_queues(settings: Settings) -> list[Queue]:
     }
     return [
         Queue(name, exchange, routing_key=name, durable=True, queue_arguments=arguments)
-        for name in (settings.write_queue, settings.maintenance_queue, settings.training_queue)
+        for name in (
+            settings.write_queue,
+            settings.maintenance_queue,
+            settings.training_queue,
+            settings.webhook_queue,
+        )
     ]
 
 
@@ -180,6 +187,7 @@ def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
     routes = {kind.task: _route(kind.queue(settings)) for kind in KINDS.values()}
     routes[RECONCILE_INDEX] = _route(settings.maintenance_queue)
     routes[SCHEDULED_RETRAIN] = _route(settings.training_queue)
+    routes[DELIVER_WEBHOOK] = _route(settings.webhook_queue)
     return routes
 
 

@@ -51,6 +51,11 @@ TASK_DURATION = Histogram(
     ["type", "outcome"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
 )
+TASKS_CANCELLED = Counter(
+    "coursewise_tasks_cancelled",
+    "Queued tasks cancelled through the API, by type",
+    ["type"],
+)
 EMBED_BATCH = Histogram(
     "coursewise_embedding_batch_size",
     "Courses embedded per call of the model while indexing",
@@ -114,6 +119,10 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 def observe_task(type: str, outcome: str, seconds: float) -> None:
     TASKS.labels(type, outcome).inc()
     TASK_DURATION.labels(type, outcome).observe(seconds)
+
+
+def observe_cancelled(type: str) -> None:
+    TASKS_CANCELLED.labels(type).inc()
 
 
 def observe_embedding(batch: int, seconds: float) -> None:

@@ -7,6 +7,7 @@ from shared.learners.models import Interaction, Learner
 from shared.ledger.idempotency import IdempotencyKey
 from shared.ledger.models import Task
 from shared.recommendations.models import ModelVersion
+from shared.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "ApiKey",
@@ -18,4 +19,6 @@ __all__ = [
     "ModelVersion",
     "RateCounter",
     "Task",
+    "Webhook",
+    "WebhookDelivery",
 ]

@@ -135,6 +135,30 @@ class Settings(BaseSettings):
     # Finished tasks (and their payloads) are deleted this long after they finish.
     task_retention_days: float = Field(default=30.0, gt=0)
 
+    # --- read-your-writes ---------------------------------------------------------------------
+    # Signs the consistency tokens of 202s (a token signed with another key is refused, 422).
+    # The default is for a developer's machine only: production sets its own, the same on
+    # every API process.
+    consistency_token_key: SecretStr = SecretStr("coursewise-local-consistency-key")
+    # How long a read with a token waits for its write by default (a read may ask for up to 10).
+    consistency_wait_s: float = Field(default=2.0, gt=0, le=10)
+
+    # --- webhooks -------------------------------------------------------------------------
+    # Deliveries have their own queue (consumed by the training worker locally): a slow or
+    # dead receiver never holds up a write.
+    webhook_queue: str = "coursewise.webhooks"
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # A failing delivery is retried with doubling waits (from backoff_s, at most
+    # backoff_max_s) until this long after the task ended, then recorded as failed.
+    webhook_retry_for_s: float = Field(default=3600.0, gt=0)
+    webhook_backoff_s: float = Field(default=2.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0)
+    # Destinations: if hosts are listed, only those; an address that is private, loopback or
+    # reserved only inside these networks. The default allows loopback (the local demo and
+    # the tests); production lists its receivers' hosts and drops loopback.
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    webhook_allowed_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+
     # --- operations ---------------------------------------------------------------------
     # A read replica for the read routes (courses, search); empty means database_url.
     database_read_url: str | None = None

@@ -46,7 +46,7 @@ celery_app.conf.update(
     worker_proc_alive_timeout=120,
     # The modules of the kinds' Celery tasks (one table: shared/ledger/kinds.py), and of beat's
     # periodic ones (the scheduled retrain is beside train_model).
-    include=[*worker_modules(), "workers.tasks.maintenance"],
+    include=[*worker_modules(), "workers.tasks.maintenance", "workers.tasks.webhooks"],
     # Bounded publishes and a heartbeat per tick (workers/beat.py); a tick at least this often,
     # so the heartbeat's bound can be short.
     beat_scheduler="workers.beat:BoundedScheduler",

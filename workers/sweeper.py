@@ -50,6 +50,7 @@ from shared.messaging import (
 )
 from shared.recommendations.repository import IssuedListRepository
 from shared.settings import Settings, get_settings
+from workers.tasks.webhooks import take_and_send
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,9 @@ class Sweeper:
             try:
                 await self.sweep()
                 await self.prune()
+                # Webhook deliveries no task was sent for (an API cancel, or a crash after a
+                # commit).
+                await take_and_send(self.sessionmaker, self.publisher.app)
             except Exception:  # PostgreSQL away, say: the next round tries again
                 log.exception("a sweep round failed")
             # Wait for the next round, touching the heartbeat and keeping the idle connection

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 
 from api.auth import ReaderDep, WriterDep
 from api.bulk import NDJSON_TYPES, parse_bulk
+from api.consistency import ConsistencyDep
 from api.deps import (
     DispatcherDep,
     IdempotencyKeyDep,
@@ -149,6 +150,7 @@ async def delete_course(
 @router.get("", summary="List courses", response_model=CoursePage, responses=ERROR_RESPONSES)
 async def list_courses(
     _: ReaderDep,
+    __: ConsistencyDep,
     session: ReadSessionDep,
     filters: FiltersQuery,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -170,11 +172,14 @@ async def list_courses(
     response_model=CourseOut,
     responses={**ERROR_RESPONSES, **NOT_FOUND},
 )
-async def get_course(_: ReaderDep, course_id: CourseIdPath, request: Request) -> Response:
+async def get_course(
+    _: ReaderDep, waited: ConsistencyDep, course_id: CourseIdPath, request: Request
+) -> Response:
     # The hottest read: the cached JSON as is, and one dependency fewer than a `*Dep` alias
     # (FastAPI's dependency solving is the largest cost left on this path, measured).
     courses: CachedCourses = request.app.state.cached_courses
-    return Response(await courses.get_json(course_id), media_type="application/json")
+    body = await courses.get_json(course_id, min_version=waited)
+    return Response(body, media_type="application/json")
 
 
 @router.get(
@@ -194,6 +199,7 @@ async def get_course(_: ReaderDep, course_id: CourseIdPath, request: Request) ->
 )
 async def similar_courses(
     _: ReaderDep,
+    __: ConsistencyDep,
     course_id: CourseIdPath,
     session: SessionDep,
     recommender: RecommenderDep,

@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.auth import ReaderDep
+from api.consistency import ConsistencyDep
 from api.deps import ReadSessionDep, SearchDep, SettingsDep
 from api.errors import ERROR_RESPONSES
 from shared.catalog.filters import PRINTABLE, CourseFilters
@@ -52,6 +53,7 @@ def _after(cursor: str | None, sort: SortField) -> SortKey | None:
 )
 async def search_courses(
     _: ReaderDep,
+    __: ConsistencyDep,
     session: ReadSessionDep,
     search: SearchDep,
     settings: SettingsDep,

@@ -11,6 +11,7 @@ moved), and a TTL bounds what any unforeseen gap could cost.
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -129,9 +130,14 @@ class CachedCourses:
         self.cache = cache
         self.sessionmaker = sessionmaker
 
-    async def get_json(self, course_id: str) -> bytes:
+    async def get_json(self, course_id: str, min_version: int | None = None) -> bytes:
+        """`min_version`: a read that waited for the write of that version. The cached answer
+        serves it only if it is at least that version (the notification dropping an older one
+        may still be on its way); else the row is read."""
         body = self.cache.get(course_id)
-        if body is not None:
+        if body is not None and (
+            min_version is None or int(json.loads(body)["version"]) >= min_version
+        ):
             return body
         generation = self.cache.generation
         async with self.sessionmaker() as session:

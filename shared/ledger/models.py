@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.db import Base
 from shared.ledger.schemas import TaskType
 
-TASK_STATUSES = ("queued", "processing", "succeeded", "failed")
+TASK_STATUSES = ("queued", "processing", "succeeded", "failed", "cancelled")
 # A new kind needs a migration widening this constraint (the table of kinds: kinds.py).
 TASK_TYPES = tuple(task_type.value for task_type in TaskType)
 
@@ -60,6 +60,6 @@ class Task(Base):
         Index(
             "ix_tasks_finished_at",
             "finished_at",
-            postgresql_where=sql("status IN ('succeeded', 'failed')"),
+            postgresql_where=sql("status IN ('succeeded', 'failed', 'cancelled')"),
         ),
     )

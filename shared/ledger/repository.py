@@ -14,12 +14,16 @@ from sqlalchemy.orm import undefer
 
 from shared.ledger.models import Task
 from shared.ledger.schemas import ItemError, TaskStatus
+from shared.webhooks.repository import WebhookRepository
+from shared.webhooks.schemas import event_for
 
 
 @dataclass(frozen=True)
 class NewTask:
     id: uuid.UUID
     type: str
+    # The version the write will produce (the consistency token names it).
+    seq: int
 
 
 class LedgerInserts:
@@ -35,13 +39,13 @@ class LedgerInserts:
         "INSERT INTO tasks (id, type, owner, payload, received, last_published_at, "
         "publish_count) SELECT id, type, owner, payload::jsonb, received, now(), 1 "
         "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[]) "
-        "AS t(id, type, owner, payload, received)"
+        "AS t(id, type, owner, payload, received) RETURNING id, seq"
     )
 
     def __init__(self, engine: AsyncEngine, max_rows: int = 200) -> None:
         self.engine = engine
         self.max_rows = max_rows
-        self._waiting: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self._waiting: list[tuple[tuple[Any, ...], asyncio.Future[int]]] = []
         self._sender: asyncio.Task[None] | None = None
 
     async def create(
@@ -49,13 +53,12 @@ class LedgerInserts:
     ) -> NewTask:
         # Stamped as published now, as TaskRepository.create does (see there).
         task_id = uuid.uuid4()
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.append(((task_id, type, owner, json.dumps(payload), received), done))
         if self._sender is None or self._sender.done():
             # A task of its own: a request cancelled while waiting cancels only its own future.
             self._sender = asyncio.create_task(self._send())
-        await done
-        return NewTask(task_id, type)
+        return NewTask(task_id, type, await done)
 
     async def _send(self) -> None:
         while self._waiting:
@@ -68,15 +71,16 @@ class LedgerInserts:
             try:
                 async with self.engine.connect() as connection:
                     raw = await connection.get_raw_connection()
-                    await raw.driver_connection.execute(self.SQL, *columns)  # type: ignore[union-attr]
+                    rows = await raw.driver_connection.fetch(self.SQL, *columns)  # type: ignore[union-attr]
             except Exception as exc:
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
             else:
-                for _, done in batch:
+                seqs = {row["id"]: int(row["seq"]) for row in rows}
+                for row, done in batch:
                     if not done.done():
-                        done.set_result(None)
+                        done.set_result(seqs[row[0]])
 
 
 class TaskRepository:
@@ -90,8 +94,9 @@ class TaskRepository:
         # if that fails, so the sweeper only re-publishes what really may be lost.
         # One INSERT, not the ORM's INSERT + SELECT: this is on every accepted write.
         task_id = uuid.uuid4()
-        await self.session.execute(
-            insert(Task).values(
+        seq = await self.session.scalar(
+            insert(Task)
+            .values(
                 id=task_id,
                 type=type,
                 owner=owner,
@@ -100,8 +105,13 @@ class TaskRepository:
                 last_published_at=func.now(),
                 publish_count=1,
             )
+            .returning(Task.seq)
         )
-        return NewTask(task_id, type)
+        assert seq is not None
+        return NewTask(task_id, type, int(seq))
+
+    async def seq_of(self, task_id: uuid.UUID) -> int | None:
+        return await self.session.scalar(select(Task.seq).where(Task.id == task_id))
 
     async def get(self, task_id: uuid.UUID, *, with_payload: bool = False) -> Task | None:
         options = [undefer(Task.payload)] if with_payload else []
@@ -188,6 +198,64 @@ class TaskRepository:
         )
         return result.scalar_one_or_none()
 
+    async def cancel(self, task_id: uuid.UUID, owner: str | None) -> Task | None:
+        """Cancel a queued task. The one conditional UPDATE on `queued` races a worker's claim
+        (an UPDATE on `queued`/`processing`): PostgreSQL lets exactly one of them take the row,
+        and a message delivered later finds the task finished. None if it was not queued (or
+        not the owner's: `owner` None is an admin)."""
+        query = update(Task).where(Task.id == task_id, Task.status == TaskStatus.queued)
+        if owner is not None:
+            query = query.where(Task.owner == owner)
+        result = await self.session.execute(
+            query.values(
+                status=TaskStatus.cancelled,
+                error="cancelled",
+                finished_at=func.clock_timestamp(),
+            ).returning(Task)
+        )
+        cancelled = result.scalar_one_or_none()
+        if cancelled is not None:
+            await self._ended(cancelled.id, TaskStatus.cancelled, 0)
+        return cancelled
+
+    async def _ended(self, task_id: uuid.UUID, status: TaskStatus, failed: int) -> None:
+        """The task's webhook deliveries, in the transaction that ends it (an outbox)."""
+        await WebhookRepository(self.session).enqueue(task_id, event_for(status, failed).value)
+
+    async def cancel_matching(
+        self,
+        *,
+        types: Sequence[str],
+        enqueued_before: datetime | None,
+        owner: str | None,
+        limit: int,
+    ) -> list[Task]:
+        """Cancel up to `limit` queued tasks of `types` (any if empty) enqueued before a time,
+        oldest first; rows a worker is claiming meanwhile are skipped (they are not queued any
+        more by the time the lock is free)."""
+        chosen = select(Task.id).where(Task.status == TaskStatus.queued)
+        if types:
+            chosen = chosen.where(Task.type.in_(types))
+        if enqueued_before is not None:
+            chosen = chosen.where(Task.enqueued_at < enqueued_before)
+        if owner is not None:
+            chosen = chosen.where(Task.owner == owner)
+        chosen = chosen.order_by(Task.seq).limit(limit).with_for_update(skip_locked=True)
+        result = await self.session.execute(
+            update(Task)
+            .where(Task.id.in_(chosen.scalar_subquery()), Task.status == TaskStatus.queued)
+            .values(
+                status=TaskStatus.cancelled,
+                error="cancelled",
+                finished_at=func.clock_timestamp(),
+            )
+            .returning(Task)
+        )
+        cancelled = sorted(result.scalars().all(), key=lambda task: task.seq)
+        for task in cancelled:
+            await self._ended(task.id, TaskStatus.cancelled, 0)
+        return cancelled
+
     async def claim_queued(
         self, *, types: Sequence[str], max_received: int, limit: int, exclude: uuid.UUID
     ) -> list[Task]:
@@ -241,13 +309,19 @@ class TaskRepository:
             # several tasks applied together.
             values.update(status=status, error=error, finished_at=func.clock_timestamp())
         await self.session.execute(update(Task).where(Task.id == task_id).values(**values))
+        if status is not None:
+            await self._ended(task_id, status, len(errors))
 
     async def fail(self, task_id: uuid.UUID, error: str) -> None:
-        await self.session.execute(
+        result = await self.session.execute(
             update(Task)
             .where(Task.id == task_id, Task.status.in_([TaskStatus.queued, TaskStatus.processing]))
             .values(status=TaskStatus.failed, error=error, finished_at=func.now())
+            .returning(Task.failed)
         )
+        failed = result.scalar_one_or_none()
+        if failed is not None:
+            await self._ended(task_id, TaskStatus.failed, failed)
 
     async def requeue_failed(self, task_id: uuid.UUID) -> bool:
         """Put a failed task back in the queue, with its original version (a newer write that
@@ -418,4 +492,4 @@ class TaskRepository:
 
 
 PENDING = (TaskStatus.queued.value, TaskStatus.processing.value)
-FINISHED = (TaskStatus.succeeded.value, TaskStatus.failed.value)
+FINISHED = (TaskStatus.succeeded.value, TaskStatus.failed.value, TaskStatus.cancelled.value)

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 
 class TaskStatus(StrEnum):
@@ -12,6 +12,7 @@ class TaskStatus(StrEnum):
     processing = "processing"
     succeeded = "succeeded"
     failed = "failed"
+    cancelled = "cancelled"
 
 
 class TaskType(StrEnum):
@@ -25,7 +26,7 @@ class TaskType(StrEnum):
     model_retrain = "model.retrain"
 
 
-TERMINAL = (TaskStatus.succeeded, TaskStatus.failed)
+TERMINAL = (TaskStatus.succeeded, TaskStatus.failed, TaskStatus.cancelled)
 
 
 class ItemError(BaseModel):
@@ -62,6 +63,10 @@ class TaskAccepted(BaseModel):
     task_id: uuid.UUID
     status: TaskStatus
     status_url: str
+    consistency_token: str = Field(
+        description="the version this write will produce, signed: pass it to a read as "
+        "`?consistency=` and the read answers once the write is visible (docs/api.md)"
+    )
 
 
 class TaskOut(BaseModel):
@@ -87,6 +92,33 @@ class TaskOut(BaseModel):
         description="while queued: the tasks ahead over the queue's apply rate of the last "
         "minute; null when nothing was applied in that minute",
     )
+
+
+class CancelFilter(BaseModel):
+    """Which queued tasks to cancel. Only queued tasks are ever cancelled: a status filter
+    without `queued` matches nothing. At least one field must be given, so an empty body
+    cannot cancel everything by mistake."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    statuses: list[TaskStatus] | None = Field(default=None, max_length=10)
+    types: list[TaskType] | None = Field(default=None, max_length=20)
+    enqueued_before: AwareDatetime | None = Field(
+        default=None, description="only tasks enqueued before this time (with a time zone)"
+    )
+
+    @field_validator("enqueued_before", mode="before")
+    @classmethod
+    def _text_only(cls, value: object) -> object:
+        # pydantic would read a number as seconds since 1970: the schema says a date-time string.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("a date-time string with its time zone")
+        return value
+
+
+class CancelResult(BaseModel):
+    cancelled: int
+    task_ids: list[uuid.UUID] = Field(description="the tasks cancelled, oldest first")
 
 
 class TaskPage(BaseModel):

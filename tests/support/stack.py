@@ -71,6 +71,9 @@ def isolated_env(names: Names, broker: Broker | None = None) -> Iterator[dict[st
             # The test machine is shared and often loaded: a search must not answer degraded
             # because a query embedding waited for a core (the budget has its own test).
             "COURSEWISE_SEARCH_SEMANTIC_BUDGET_S": "2",
+            # The fuzzer registers whatever webhook URLs pass the guard: a dead receiver is given
+            # up on soon (and the fuzz test removes its endpoints afterwards).
+            "COURSEWISE_WEBHOOK_RETRY_FOR_S": "120",
         }
     finally:
         asyncio.run(pg(f'DROP DATABASE IF EXISTS "{names.database}" WITH (FORCE)'))

@@ -13,6 +13,7 @@ from shared.ledger.kinds import CourseKind, kind_of
 from shared.ledger.repository import TaskRepository
 from workers.retry import TransientError
 from workers.runtime import runtime
+from workers.tasks.webhooks import dispatch_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,15 @@ class LedgerTask(Task):
     retry_jitter = True
     acks_late = True
     reject_on_worker_lost = True
+
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        # The webhook deliveries the run's ended tasks left in the outbox (none: one query).
+        try:
+            dispatch_deliveries(self.app)
+        except Exception:  # the sweeper sends them; a delivery never fails a write
+            log.warning("could not dispatch webhook deliveries after %s", task_id, exc_info=True)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
