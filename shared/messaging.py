@@ -7,6 +7,7 @@ import contextlib
 import socket
 import struct
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
@@ -93,6 +94,20 @@ def drop(connection: Connection | None) -> None:
         return
     with contextlib.suppress(Exception):
         connection.collect()
+
+
+def queue_depths(connection: Connection, queues: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """Each queue's ready messages (waiting, not yet delivered to a consumer) and consumers.
+    Passive: it only asks, and never creates a queue with the wrong arguments."""
+    channel = connection.channel()
+    try:
+        depths = {}
+        for queue in queues:
+            _, messages, consumers = channel.queue_declare(queue=queue, passive=True)
+            depths[queue] = (int(messages), int(consumers))
+        return depths
+    finally:
+        channel.close()
 
 
 def declare_topology(app: Celery) -> None:

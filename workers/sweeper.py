@@ -8,7 +8,10 @@ used to run in the write worker, scheduled by beat: a frozen worker silenced its
 net). Each round:
 
 1. claim (one short transaction, committed): the due tasks, skipping rows others hold, each
-   stamped as published now; tasks out of publishes are failed;
+   stamped as published now; tasks out of publishes are failed. A queue that holds at least one
+   ready message per queued task of its kinds is left alone: every one of them may only be
+   waiting behind the backlog, and re-publishing there would flood the queue with duplicates
+   and run tasks out of publishes while they wait (what a 20-minute soak at load showed);
 2. publish them on a connection of its own, every wait bounded (publish timeout), no
    transaction open; the first failure stops the round (the broker is in trouble) and drops
    the socket;
@@ -26,6 +29,7 @@ import logging
 import signal
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +41,7 @@ from shared.access.repository import RateCounterRepository
 from shared.access.service import RATE_WINDOW_S
 from shared.db import create_engine, create_sessionmaker, transaction
 from shared.ledger.idempotency import IdempotencyRepository
+from shared.ledger.kinds import KINDS
 from shared.ledger.repository import TaskRepository
 from shared.liveness import Heartbeat
 from shared.logging import configure_logging
@@ -47,6 +52,7 @@ from shared.messaging import (
     keep_alive,
     publish_write,
     publishing_connection,
+    queue_depths,
 )
 from shared.recommendations.repository import IssuedListRepository
 from shared.settings import Settings, get_settings
@@ -60,7 +66,35 @@ class RoundReport:
     published: int = 0
     unpublished: int = 0
     given_up: int = 0
+    waiting: list[str] = field(default_factory=list)  # queues with a message per queued task
     pruned: dict[str, int] = field(default_factory=dict)
+
+
+def queues_of_kinds(settings: Settings) -> dict[str, list[str]]:
+    """Each queue carrying ledger tasks, with the task types it carries."""
+    by_queue: dict[str, list[str]] = {}
+    for task_type, kind in KINDS.items():
+        by_queue.setdefault(kind.queue(settings), []).append(task_type.value)
+    return by_queue
+
+
+def waiting_types(
+    settings: Settings, ready: Mapping[str, int], queued: Mapping[str, int]
+) -> tuple[set[str], list[str]]:
+    """The task types (and their queues) whose queue holds at least as many ready messages as
+    there are queued tasks of those types: no message of theirs need be lost. Fewer ready
+    messages than queued tasks means some may be (a publish that never reached the broker, a
+    dead-lettered message): those queues are swept as usual. A queue missing from `ready` (its
+    depth unreadable) is swept as usual too."""
+    types: set[str] = set()
+    queues: list[str] = []
+    for queue, kinds in queues_of_kinds(settings).items():
+        if queue not in ready:
+            continue
+        if ready[queue] >= sum(queued.get(task_type, 0) for task_type in kinds):
+            types.update(kinds)
+            queues.append(queue)
+    return types, queues
 
 
 async def prune(settings: Settings, session: AsyncSession) -> dict[str, int]:
@@ -92,19 +126,32 @@ class SweepPublisher:
         self._connection: Any = None
         self._producer: Any = None
 
+    def _connect(self) -> Any:
+        if self._connection is None:
+            connection = publishing_connection(self.app, confirm=True, heartbeat=True)
+            self._connection = connection
+            connection.ensure_connection(
+                max_retries=1, timeout=self.app.conf.coursewise_publish_timeout_s
+            )
+            self._producer = self.app.amqp.Producer(connection, auto_declare=False)
+        return self._connection
+
     def publish(self, task_id: uuid.UUID, task_type: str) -> None:
         try:
-            if self._connection is None:
-                connection = publishing_connection(self.app, confirm=True, heartbeat=True)
-                self._connection = connection
-                connection.ensure_connection(
-                    max_retries=1, timeout=self.app.conf.coursewise_publish_timeout_s
-                )
-                self._producer = self.app.amqp.Producer(connection, auto_declare=False)
+            self._connect()
             publish_write(self.app, task_id, task_type, producer=self._producer)
         except Exception:
             self.reset()
             raise
+
+    def ready(self, queues: Iterable[str]) -> dict[str, int]:
+        """Ready messages in each queue, on the same bounded connection."""
+        try:
+            depths = queue_depths(self._connect(), queues)
+        except Exception:
+            self.reset()
+            raise
+        return {queue: messages for queue, (messages, _) in depths.items()}
 
     def keep_alive(self) -> None:
         if self._connection is None:
@@ -140,13 +187,23 @@ class Sweeper:
     async def sweep(self) -> RoundReport:
         settings = self.settings
         report = RoundReport()
+        # Read before the ledger: a message published meanwhile only makes a queue look
+        # shorter than it is, which errs towards sweeping.
+        ready = await self._ready()
         async with transaction(self.sessionmaker) as session:
-            due, given_up = await TaskRepository(session).claim_due(
+            repo = TaskRepository(session)
+            waiting: set[str] = set()
+            if ready:
+                waiting, report.waiting = waiting_types(
+                    settings, ready, await repo.queued_by_type()
+                )
+            due, given_up = await repo.claim_due(
                 now=datetime.now(UTC),
                 requeue_after=timedelta(seconds=settings.requeue_after_s),
                 stuck_after=timedelta(seconds=settings.stuck_processing_after_s),
                 max_publishes=settings.max_publishes,
                 limit=settings.sweep_batch,
+                waiting_types=waiting,
             )
         report.given_up = len(given_up)
         # No transaction is open from here on: a publish that waits its whole bound holds
@@ -177,6 +234,17 @@ class Sweeper:
         if given_up:
             log.warning("gave up on %d task(s) that kept being lost", len(given_up))
         return report
+
+    async def _ready(self) -> dict[str, int]:
+        """Ready messages per task queue; empty when the broker cannot say (then every queue
+        is swept: the publishes will tell whether the broker is there)."""
+        try:
+            return await asyncio.to_thread(
+                self.publisher.ready, queues_of_kinds(self.settings).keys()
+            )
+        except Exception as exc:
+            log.info("the task queues' depths are unreadable (%r); sweeping them all", exc)
+            return {}
 
     async def prune(self) -> dict[str, int]:
         async with transaction(self.sessionmaker) as session:

@@ -12,6 +12,7 @@ from api.deps import CeleryDep, SettingsDep
 from shared.catalog.repository import CourseRepository
 from shared.ledger.repository import TaskRepository
 from shared.ledger.service import backlogs
+from shared.messaging import queue_depths
 from shared.metrics import CONTENT_TYPE_LATEST, StateSnapshot, render
 from shared.settings import Settings
 
@@ -20,18 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def _queue_depths(celery: Celery, settings: Settings) -> dict[str, tuple[int, int]]:
-    depths = {}
     with celery.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=settings.metrics_source_timeout_s)
-        channel = connection.channel()
-        try:
-            for queue in (settings.write_queue, settings.maintenance_queue):
-                # Passive: only asks; never creates a queue with the wrong arguments.
-                _, messages, consumers = channel.queue_declare(queue=queue, passive=True)
-                depths[queue] = (int(messages), int(consumers))
-        finally:
-            channel.close()
-    return depths
+        return queue_depths(connection, (settings.write_queue, settings.maintenance_queue))
 
 
 async def collect_state(request: Request, celery: Celery, settings: Settings) -> StateSnapshot:

@@ -3,7 +3,7 @@
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -352,6 +352,7 @@ class TaskRepository:
         stuck_after: timedelta,
         max_publishes: int,
         limit: int,
+        waiting_types: Collection[str] = (),
     ) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, int]]]:
         """The sweeper's claim, committed by the caller before it publishes anything: tasks
         whose message may be gone, queued and unpublished (or published long ago), or processing
@@ -360,6 +361,9 @@ class TaskRepository:
         round) leaves it alone while this one publishes; a failed publish clears the stamp
         (`mark_unpublished`), and a sweeper that dies in between leaves it due again after
         `requeue_after`. Tasks already published `max_publishes` times are failed instead.
+
+        Queued tasks of `waiting_types` are neither: their queue holds a message for every one
+        of them (`workers.sweeper.waiting_types`), so each may only be waiting its turn.
 
         Returns ((id, type) to publish, (id, publishes) given up on).
 
@@ -373,6 +377,8 @@ class TaskRepository:
         queued_stale = (Task.status == TaskStatus.queued) & or_(
             Task.last_published_at.is_(None), Task.last_published_at < now - wait
         )
+        if waiting_types:
+            queued_stale = queued_stale & Task.type.not_in(list(waiting_types))
         processing_stuck = (Task.status == TaskStatus.processing) & (
             func.coalesce(Task.last_published_at, Task.started_at) < now - stuck_after
         )
@@ -400,6 +406,15 @@ class TaskRepository:
                 "worker was lost every time (see the dead-letter queue)",
             )
         return publish, give_up
+
+    async def queued_by_type(self) -> dict[str, int]:
+        """How many tasks of each type are queued (not yet taken by a worker)."""
+        rows = await self.session.execute(
+            select(Task.type, func.count())
+            .where(Task.status == TaskStatus.queued)
+            .group_by(Task.type)
+        )
+        return {str(task_type): int(count) for task_type, count in rows.all()}
 
     async def unfinished_stats(
         self, queued_too_long_s: float = 300.0
