@@ -21,7 +21,7 @@ from pymilvus import AsyncMilvusClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.catalog.filters import CourseFilters, milvus_expression
-from shared.catalog.keyword import KeywordSearch
+from shared.catalog.keyword import KeywordHit, KeywordSearch
 from shared.catalog.nearest import NearestBatcher
 from shared.catalog.query_embedding import QueryBatcher
 from shared.catalog.ranking import (
@@ -195,9 +195,11 @@ class CourseSearch:
         # Both sides at once. A plain task, not a task group: a PostgreSQL error must reach its
         # handler (503) as itself, not inside an exception group.
         pending = asyncio.create_task(self._semantic(query, filters)) if ratio > 0 else None
+        keyword_hits: list[KeywordHit] = []
         try:
             prepared = await keyword.prepare(query, filters.language or "en")
-            keyword_hits = await keyword.candidates(prepared, filters, limit=self.candidates)
+            if ratio < 1:  # semantic only ranks the semantic candidates alone
+                keyword_hits = await keyword.candidates(prepared, filters, limit=self.candidates)
         except BaseException:
             if pending is not None:
                 pending.cancel()
@@ -205,6 +207,8 @@ class CourseSearch:
         if pending is not None:
             semantic, failure = await pending
         if failure is not None:
+            if ratio >= 1:  # nothing to fall back on yet
+                keyword_hits = await keyword.candidates(prepared, filters, limit=self.candidates)
             ratio = 0.0  # PostgreSQL alone
         keyword_list = [(hit.id, hit.score) for hit in keyword_hits] if ratio < 1 else []
         ids = list(dict.fromkeys([i for i, _ in keyword_list] + [i for i, _ in semantic]))
