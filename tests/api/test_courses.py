@@ -184,3 +184,32 @@ async def test_a_satisfied_token_is_answered_from_the_cache_and_no_other_is(
     # Satisfied now, but newer than the cached answer's version: the route reads the row.
     assert (await admin.get(f"/v1/courses/{course_id}", params={"consistency": waiting})).is_success
     assert fast(waiting) is None
+
+
+async def test_a_finished_task_satisfies_its_token_without_a_query(
+    inprocess: InProcessApi,
+) -> None:
+    """Each process hears tasks finish (migration 0012's notification, at commit): a token's
+    first read then needs no ledger look-up; a task still running is not heard of."""
+    import asyncio
+
+    from shared.ledger.consistency import ConsistencyWaiter
+    from shared.ledger.repository import TaskRepository
+
+    waiter: ConsistencyWaiter = inprocess.app.state.consistency
+    async with transaction(inprocess.sessionmaker) as session:
+        repo = TaskRepository(session)
+        done = await repo.create(type="course.upsert", payload={"items": []}, received=1)
+        running = await repo.create(type="course.upsert", payload={"items": []}, received=1)
+        await repo.claim(running.id)  # processing: not finished
+    assert not waiter.known_satisfied(done.seq)
+    async with transaction(inprocess.sessionmaker) as session:
+        await TaskRepository(session).fail(done.id, "test row")
+    for _ in range(100):  # delivered at commit, read by the listener's connection
+        if waiter.known_satisfied(done.seq):
+            break
+        await asyncio.sleep(0.02)
+    assert waiter.known_satisfied(done.seq)
+    assert not waiter.known_satisfied(running.seq)
+    async with transaction(inprocess.sessionmaker) as session:
+        await TaskRepository(session).fail(running.id, "test row")
