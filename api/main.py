@@ -36,7 +36,7 @@ from shared.catalog.cache import CachedCourses, CourseCache, listen
 from shared.catalog.search import CourseSearch
 from shared.db import create_engine, create_sessionmaker
 from shared.embedding import get_embedder
-from shared.ledger.consistency import ConsistencyWaiter
+from shared.ledger.consistency import FINISHED_CHANNEL, ConsistencyWaiter
 from shared.ledger.repository import LedgerInserts
 from shared.liveness import Heartbeat
 from shared.logging import configure_logging
@@ -75,7 +75,18 @@ async def database_state(app: FastAPI) -> AsyncIterator[AsyncEngine]:
     app.state.cached_courses = CachedCourses(cache, app.state.read_sessionmaker)
     # Tokens are checked where the reads read: the replica, when there is one.
     app.state.consistency = ConsistencyWaiter(app.state.read_sessionmaker)
-    listener = asyncio.create_task(listen(cache, settings.database_url)) if cache.ttl_s else None
+    # Without a replica (else no cache, no listener), finished tasks satisfy tokens as heard.
+    listener = (
+        asyncio.create_task(
+            listen(
+                cache,
+                settings.database_url,
+                also={FINISHED_CHANNEL: app.state.consistency.on_finished},
+            )
+        )
+        if cache.ttl_s
+        else None
+    )
     try:
         yield engine
     finally:

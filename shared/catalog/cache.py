@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -85,8 +85,14 @@ def asyncpg_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def listen(cache: CourseCache, database_url: str, retry_s: float = 1.0) -> None:
-    """Keep a connection listening for course changes, reconnecting forever (a task)."""
+async def listen(
+    cache: CourseCache,
+    database_url: str,
+    retry_s: float = 1.0,
+    also: Mapping[str, Callable[[str], None]] | None = None,
+) -> None:
+    """Keep a connection listening for course changes, reconnecting forever (a task); `also`:
+    other channels' payloads for other handlers, on the same connection."""
     dsn = asyncpg_dsn(database_url)
     while True:
         connection: Any = None
@@ -99,6 +105,10 @@ async def listen(cache: CourseCache, database_url: str, retry_s: float = 1.0) ->
             await connection.add_listener(
                 CHANNEL, lambda _conn, _pid, _channel, payload: cache.on_notification(payload)
             )
+            for channel, handler in (also or {}).items():
+                await connection.add_listener(
+                    channel, lambda _c, _p, _ch, payload, handler=handler: handler(payload)
+                )
             cache.invalidate(None)  # whatever happened while we were not listening
             cache.listening = True
             log.info("course cache listening for changes")

@@ -12,7 +12,9 @@ the next search), so a finished task in the ledger is the one condition to check
 through the session the read itself uses (a replica, when one is configured: its ledger row and
 the course rows arrive in the same WAL order). A token once satisfied stays satisfied (versions
 only grow, a finished task never runs again), so each process remembers satisfied ones and a
-repeated token costs no query.
+repeated token costs no query. Without a replica, each process also hears every task finish
+(`FINISHED_CHANNEL`, migration 0012, at the finishing commit) and remembers those, so even a
+token's first read costs no query once its task has ended.
 """
 
 import asyncio
@@ -31,6 +33,7 @@ from shared.ledger.models import Task
 from shared.ledger.schemas import TERMINAL, TaskStatus
 
 PREFIX = "ct1"
+FINISHED_CHANNEL = "coursewise_tasks_finished"
 LOCATION: list[str | int] = ["query", "consistency"]
 
 
@@ -99,6 +102,13 @@ class ConsistencyWaiter:
             self._satisfied.move_to_end(seq)
             return True
         return False
+
+    def on_finished(self, payload: str) -> None:
+        """A notification of tasks finished on the primary: their versions, one a line. Only
+        for a process that reads the primary (a replica may not have them yet)."""
+        for line in payload.split("\n"):
+            if line.isdigit():
+                self._note(int(line))
 
     def _note(self, seq: int) -> None:
         self._satisfied[seq] = None

@@ -120,3 +120,96 @@ async def test_interactions_retried_with_their_key_return_the_first_task(
     first = accept(await admin.post("/v1/interactions", json=body, headers=headers))
     again = accept(await admin.post("/v1/interactions", json=body, headers=headers))
     assert again == first
+
+
+async def test_a_satisfied_token_is_answered_from_the_cache_and_no_other_is(
+    admin: httpx.AsyncClient, inprocess: InProcessApi
+) -> None:
+    """A by-id read with a token this process saw satisfied skips routing (the cached answer
+    is at least that version); a foreign token is still refused, a pending one still waited
+    for, and a newer version than the cached answer still reads the row."""
+    from api.fast_reads import cached_answer
+    from shared.ledger.consistency import make_token
+    from shared.ledger.repository import TaskRepository
+
+    course_id = unique_id("token")
+    await insert(inprocess, "Token provider", course_id)
+    key = inprocess.app.state.settings.consistency_token_key.get_secret_value().encode()
+    async with transaction(inprocess.sessionmaker) as session:
+        repo = TaskRepository(session)
+        finished = await repo.create(type="course.upsert", payload={"items": []}, received=1)
+        pending = await repo.create(type="course.upsert", payload={"items": []}, received=1)
+        await repo.fail(finished.id, "test row")
+        # The course as that finished write left it.
+        await session.execute(
+            text("UPDATE courses SET version = :v WHERE id = :id"),
+            {"v": finished.seq, "id": course_id},
+        )
+
+    def fast(token: str) -> bytes | None:
+        return cached_answer(
+            {
+                "type": "http",
+                "method": "GET",
+                "path": f"/v1/courses/{course_id}",
+                "query_string": f"consistency={token}".encode(),
+                "headers": [(b"authorization", f"Bearer {inprocess.admin_key}".encode())],
+                "app": inprocess.app,
+                "client": ("192.0.2.1", 50000),
+            }
+        )
+
+    done = make_token(key, finished.seq)
+    assert fast(done) is None  # not seen yet: the route waits for it
+    first = await admin.get(f"/v1/courses/{course_id}", params={"consistency": done})
+    assert first.status_code == 200, first.text
+    assert fast(done) == first.content  # seen satisfied, cached at its version: no routing
+    second = await admin.get(f"/v1/courses/{course_id}", params={"consistency": done})
+    assert second.content == first.content
+
+    assert fast(make_token(b"another deployment", 1)) is None
+    foreign = await admin.get(
+        f"/v1/courses/{course_id}", params={"consistency": make_token(b"another", 1)}
+    )
+    assert assert_error(foreign, 422, "validation_error")["details"][0]["code"] == "foreign_token"
+
+    waiting = make_token(key, pending.seq)
+    assert fast(waiting) is None
+    timed_out = await admin.get(
+        f"/v1/courses/{course_id}", params={"consistency": waiting, "consistency_wait": 0.2}
+    )
+    assert_error(timed_out, 503, "consistency_timeout")
+    async with transaction(inprocess.sessionmaker) as session:
+        await TaskRepository(session).fail(pending.id, "test row")
+    # Satisfied now, but newer than the cached answer's version: the route reads the row.
+    assert (await admin.get(f"/v1/courses/{course_id}", params={"consistency": waiting})).is_success
+    assert fast(waiting) is None
+
+
+async def test_a_finished_task_satisfies_its_token_without_a_query(
+    inprocess: InProcessApi,
+) -> None:
+    """Each process hears tasks finish (migration 0012's notification, at commit): a token's
+    first read then needs no ledger look-up; a task still running is not heard of."""
+    import asyncio
+
+    from shared.ledger.consistency import ConsistencyWaiter
+    from shared.ledger.repository import TaskRepository
+
+    waiter: ConsistencyWaiter = inprocess.app.state.consistency
+    async with transaction(inprocess.sessionmaker) as session:
+        repo = TaskRepository(session)
+        done = await repo.create(type="course.upsert", payload={"items": []}, received=1)
+        running = await repo.create(type="course.upsert", payload={"items": []}, received=1)
+        await repo.claim(running.id)  # processing: not finished
+    assert not waiter.known_satisfied(done.seq)
+    async with transaction(inprocess.sessionmaker) as session:
+        await TaskRepository(session).fail(done.id, "test row")
+    for _ in range(100):  # delivered at commit, read by the listener's connection
+        if waiter.known_satisfied(done.seq):
+            break
+        await asyncio.sleep(0.02)
+    assert waiter.known_satisfied(done.seq)
+    assert not waiter.known_satisfied(running.seq)
+    async with transaction(inprocess.sessionmaker) as session:
+        await TaskRepository(session).fail(running.id, "test row")

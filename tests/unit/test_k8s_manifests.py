@@ -57,3 +57,33 @@ def test_files_left_out_of_or_missing_from_a_kustomization_are_reported(tree: Pa
     problems = validate_tree(tree)
     assert "base/extra.yaml: not named by any kustomization.yaml" in problems
     assert "dependencies/kustomization.yaml: milvus.yaml does not exist" in problems
+
+
+def _consumed(commands: list[list[str]]) -> set[str]:
+    """The queues the Celery workers among `commands` consume (`-Q a,b`)."""
+    queues: set[str] = set()
+    for command in commands:
+        if "worker" in command and "-Q" in command:
+            queues.update(command[command.index("-Q") + 1].split(","))
+    return queues
+
+
+def test_every_task_queue_has_a_consumer_in_compose_and_in_kubernetes() -> None:
+    """A queue nothing consumes holds its tasks forever (on Kubernetes, retrains and webhook
+    deliveries once had no worker)."""
+    from shared.messaging import task_queues
+    from shared.settings import Settings
+
+    wanted = {queue.name for queue in task_queues(Settings())}
+    compose = yaml.safe_load((MANIFESTS.parents[1] / "docker-compose.yml").read_text())
+    in_compose = [s["command"] for s in compose["services"].values() if "command" in s]
+    in_k8s = [
+        container["command"]
+        for path in (MANIFESTS / "base").glob("*.yaml")
+        for document in yaml.safe_load_all(path.read_text())
+        if document and document.get("kind") == "Deployment"
+        for container in document["spec"]["template"]["spec"]["containers"]
+        if "command" in container
+    ]
+    assert wanted - _consumed(in_compose) == set()
+    assert wanted - _consumed(in_k8s) == set()
