@@ -15,6 +15,9 @@ from workers.retry import TransientError
 from workers.runtime import runtime
 from workers.tasks.webhooks import dispatch_deliveries
 
+# What a ledger task returns when its task had already ended: this run ended nothing.
+SKIPPED = "skipped"
+
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +33,10 @@ class LedgerTask(Task):
         self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         # The webhook deliveries the run's ended tasks left in the outbox (none: one query).
+        # A message whose task had already ended (applied with a batch, or a redelivery) ended
+        # nothing: under a stream of small writes that is most messages, so no query for them.
+        if retval == SKIPPED:
+            return
         try:
             dispatch_deliveries(self.app)
         except Exception:  # the sweeper sends them; a delivery never fails a write

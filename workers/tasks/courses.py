@@ -27,7 +27,7 @@ from shared.settings import get_settings
 from workers.observability import note_ledger_task
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
-from workers.tasks.base import LedgerTask
+from workers.tasks.base import SKIPPED, LedgerTask
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ async def process_course_task(rt: WorkerRuntime, task_id: uuid.UUID) -> str:
         task = await TaskRepository(session).claim(task_id)
     if task is None:
         log.info("task %s is unknown or already finished; nothing to do", task_id)
-        return "skipped"
+        return SKIPPED
     note_ledger_task(task.type, task.payload.get("request_id"))
     settings = rt.settings
     if settings.batch_max_tasks > 1 and task.received <= settings.batch_task_max_items:

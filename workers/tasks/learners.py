@@ -14,7 +14,7 @@ from shared.ledger.schemas import TaskStatus
 from shared.settings import get_settings
 from workers.retry import TransientError, is_transient
 from workers.runtime import WorkerRuntime, runtime
-from workers.tasks.base import LedgerTask
+from workers.tasks.base import SKIPPED, LedgerTask
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ async def process_learner_task(rt: WorkerRuntime, task_id: uuid.UUID) -> str:
         task = await TaskRepository(session).claim(task_id)
     if task is None:
         log.info("task %s is unknown or already finished; nothing to do", task_id)
-        return "skipped"
+        return SKIPPED
     kind = kind_of(task.type)
     if not isinstance(kind, LearnerKind):  # a routing mistake: no retry will make it one
         raise ValueError(f"task {task_id} is a {task.type} task, not a learner write")
