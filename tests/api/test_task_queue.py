@@ -19,13 +19,24 @@ async def _position(admin: httpx.AsyncClient, task_id: str) -> int | None:
     return body["queue_position"]
 
 
+async def _quiet_queue(inprocess: InProcessApi) -> None:
+    """Other tests of this run may have left writes queued ahead (positions would start after
+    them) or finished some in the last minute (a rate): neither, from here on."""
+    async with inprocess.sessionmaker() as session:
+        await session.execute(text("UPDATE tasks SET status = 'failed' WHERE status = 'queued'"))
+        await session.execute(
+            text(
+                "UPDATE tasks SET finished_at = now() - interval '1 hour'"
+                " WHERE finished_at > now() - interval '1 hour'"
+            )
+        )
+        await session.commit()
+
+
 async def test_queued_writes_report_their_positions_in_order(
     admin: httpx.AsyncClient, inprocess: InProcessApi
 ) -> None:
-    # Other tests of this run may have left writes queued ahead: positions start after them.
-    async with inprocess.sessionmaker() as session:
-        await session.execute(text("UPDATE tasks SET status = 'failed' WHERE status = 'queued'"))
-        await session.commit()
+    await _quiet_queue(inprocess)
     ids = [accept(await admin.post("/v1/courses", json=course(unique_id("q")))) for _ in range(4)]
     assert [await _position(admin, task_id) for task_id in ids] == [1, 2, 3, 4]
     first = (await admin.get(f"/v1/tasks/{ids[0]}")).json()
@@ -44,9 +55,7 @@ async def test_queued_writes_report_their_positions_in_order(
 async def test_the_estimate_follows_the_measured_apply_rate(
     admin: httpx.AsyncClient, inprocess: InProcessApi
 ) -> None:
-    async with inprocess.sessionmaker() as session:
-        await session.execute(text("UPDATE tasks SET status = 'failed' WHERE status = 'queued'"))
-        await session.commit()
+    await _quiet_queue(inprocess)
     ids = [accept(await admin.post("/v1/courses", json=course(unique_id("r")))) for _ in range(3)]
     async with inprocess.sessionmaker() as session:
         # 20 writes of the queue applied over the last 10 seconds: 2 tasks/s.
