@@ -1,5 +1,6 @@
 """Trained collaborative models. Item factors live in a Milvus collection per version; the
-row keeps what a read needs to fold a learner in (YᵀY) and which version is served."""
+row keeps what a read needs to fold a learner in (YᵀY) and which version is served. Also the
+served lists (`recommendation_id`) and the change count read-side memos are keyed by."""
 
 from datetime import datetime
 from typing import Any
@@ -75,3 +76,16 @@ class RecommendationList(Base):
         Index("ix_recommendation_lists_learner_id", "learner_id"),
         Index("ix_recommendation_lists_created_at", "created_at"),
     )
+
+
+class DataChanges(Base):
+    """One row: raised by every statement that changes courses or interactions, in its own
+    transaction (triggers of migration 0013). The same number means the same rows, so what a
+    read computed from them may be kept under it."""
+
+    __tablename__ = "data_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    changes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.catalog.filters import CourseFilters, sql_conditions
 from shared.catalog.models import Course
 from shared.learners.models import Interaction
-from shared.recommendations.models import ModelVersion, RecommendationList
+from shared.recommendations.models import DataChanges, ModelVersion, RecommendationList
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,39 @@ class ActiveModel:
     version: int
     collection: str
     factors: int
+
+
+@dataclass(frozen=True)
+class ReadState:
+    """What a recommendation is computed from, read in one round trip: the change count of
+    courses and interactions (memos are keyed by it), the newest interaction (the instant the
+    data describes) and the active model."""
+
+    changes: int
+    newest: datetime | None
+    model: ActiveModel | None
+
+
+async def read_state(session: AsyncSession) -> ReadState:
+    active = (ModelVersion.kind == "als", ModelVersion.state == "active")
+    row = (
+        await session.execute(
+            select(
+                select(DataChanges.changes).where(DataChanges.id == 1).scalar_subquery(),
+                select(func.max(Interaction.occurred_at)).scalar_subquery(),
+                select(ModelVersion.id).where(*active).scalar_subquery(),
+                select(ModelVersion.collection).where(*active).scalar_subquery(),
+                select(ModelVersion.factors).where(*active).scalar_subquery(),
+            )
+        )
+    ).one()
+    changes, newest, version, collection, factors = row
+    model = (
+        ActiveModel(version=int(version), collection=collection, factors=int(factors))
+        if version is not None and collection is not None
+        else None
+    )
+    return ReadState(changes=int(changes or 0), newest=newest, model=model)
 
 
 class ModelRepository:
@@ -173,26 +206,6 @@ class PopularityRepository:
         )
         rows = (await self.session.execute(query)).all()
         return int(total or 0), [(row[0], int(row[1])) for row in rows]
-
-    async def state(self) -> tuple[int | None, int, int | None]:
-        """What popularity is computed from, in three numbers: the highest interaction id (any
-        insert raises it), the number of interactions (any deletion lowers it; rows are never
-        updated), and the highest course version (every course write, tombstones included,
-        stamps a higher one)."""
-        row = (
-            await self.session.execute(
-                select(
-                    select(func.max(Interaction.id)).scalar_subquery(),
-                    select(func.count()).select_from(Interaction).scalar_subquery(),
-                    select(func.max(Course.version)).scalar_subquery(),
-                )
-            )
-        ).one()
-        return row[0], int(row[1]), row[2]
-
-    async def newest(self) -> datetime | None:
-        """When the newest interaction happened: the instant the data describes."""
-        return await self.session.scalar(select(func.max(Interaction.occurred_at)))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from shared.recommendations.repository import (
     ActiveModel,
     ModelRepository,
     PopularityRepository,
+    ReadState,
+    read_state,
 )
 from shared.recommendations.schemas import (
     ReasonCode,
@@ -212,6 +214,20 @@ class Vectors:
             self._items.popitem(last=False)
 
 
+@dataclass
+class _Memo:
+    """What reads computed from the rows as they were at one change count (`ReadState`):
+    popularity by filters and window, courses' learners by window, and which text Milvus holds
+    the embedding of (the hash; None: not indexed at its current version, read from Milvus).
+    The same count means the same rows, so these are the answers the queries would give; a
+    write raises the count, and the next read starts a new memo. Filled as reads ask."""
+
+    changes: int
+    trending: dict[tuple[str, datetime], list[tuple[str, int]]] = field(default_factory=dict)
+    learners: dict[datetime, dict[str, int]] = field(default_factory=dict)
+    hashes: dict[str, str | None] = field(default_factory=dict)
+
+
 class Recommender:
     def __init__(self, milvus: AsyncMilvusClient, settings: Settings, search: CourseSearch):
         self.milvus = milvus
@@ -219,27 +235,27 @@ class Recommender:
         self.search = search
         self.similar = SimilarCourses(milvus, settings)
         self.known = Vectors()
-        # Popularity by the state of the data it is computed from (`PopularityRepository.state`)
-        # and the filters: the same data gives the same answer, so it is kept, not recounted
-        # (the count was a full aggregate of the interactions on every read). Any write changes
-        # the state, and the next read counts again.
-        self._trending: OrderedDict[tuple[Any, ...], list[tuple[str, int]]] = OrderedDict()
+        self._memo = _Memo(-1)
         # The Gram matrix of the active model, by version: a version never changes.
         self._gram: tuple[int, np.ndarray] | None = None
 
+    def _memo_for(self, state: ReadState) -> _Memo:
+        if state.changes > self._memo.changes:
+            self._memo = _Memo(state.changes)
+        elif state.changes < self._memo.changes:
+            # A read that began before the latest write another read has seen: its own.
+            return _Memo(state.changes)
+        return self._memo
+
     # --- building blocks ---------------------------------------------------------------------
-    async def _model(self, session: AsyncSession) -> tuple[ActiveModel, np.ndarray] | None:
-        repo = ModelRepository(session)
-        active = await repo.active()
-        if active is None:
-            return None
+    async def _gram_of(self, session: AsyncSession, active: ActiveModel) -> np.ndarray | None:
         if self._gram is None or self._gram[0] != active.version:
-            raw = await repo.gram(active.version)
+            raw = await ModelRepository(session).gram(active.version)
             if raw is None:
                 return None
             gram = np.frombuffer(raw, dtype=np.float64).reshape(active.factors, active.factors)
             self._gram = (active.version, gram)
-        return active, self._gram[1]
+        return self._gram[1]
 
     async def _vectors(self, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         if not ids:
@@ -255,13 +271,18 @@ class Recommender:
         return {row["id"]: np.asarray(row["vector"], dtype=np.float64) for row in rows}
 
     async def _course_vectors(
-        self, session: AsyncSession, ids: Sequence[str]
+        self, session: AsyncSession, ids: Sequence[str], memo: _Memo | None = None
     ) -> dict[str, np.ndarray]:
         """Course embeddings: from `known` where PostgreSQL says Milvus holds the embedding of
         the same text, else from Milvus (and then kept under the hash Milvus reports)."""
         if not ids:
             return {}
-        hashes = await CourseRepository(session).indexed_hashes(ids)
+        hashes = memo.hashes if memo is not None else {}
+        unknown = [course_id for course_id in ids if course_id not in hashes]
+        if unknown:
+            fetched = await CourseRepository(session).indexed_hashes(unknown)
+            for course_id in unknown:
+                hashes[course_id] = fetched.get(course_id)
         found: dict[str, np.ndarray] = {}
         missing = []
         for course_id in ids:
@@ -338,17 +359,31 @@ class Recommender:
         )
 
     async def _popular(
-        self, popularity: PopularityRepository, filters: CourseFilters, since: datetime
-    ) -> list[tuple[str, int]]:
-        key = (await popularity.state(), filters.model_dump_json(), since)
-        trending = self._trending.get(key)
+        self, session: AsyncSession, memo: _Memo, filters: CourseFilters, since: datetime
+    ) -> tuple[list[tuple[str, int]], bool]:
+        """The most popular live courses within the filters, and whether that is all of them
+        with any learner (then a course outside has none)."""
+        key = (filters.model_dump_json(), since)
+        trending = memo.trending.get(key)
         if trending is None:
-            trending = await popularity.trending(filters, since=since, limit=POPULAR_POOL)
-            self._trending[key] = trending
-            while len(self._trending) > 64:
-                self._trending.popitem(last=False)
-        self._trending.move_to_end(key)
-        return trending
+            found = await PopularityRepository(session).trending(
+                filters, since=since, limit=POPULAR_POOL
+            )
+            trending = memo.trending[key] = found
+            while len(memo.trending) > 64:  # one entry per filter combination asked
+                del memo.trending[next(iter(memo.trending))]
+        return trending, len(trending) < POPULAR_POOL
+
+    async def _learners_of(
+        self, session: AsyncSession, memo: _Memo, ids: Sequence[str], since: datetime
+    ) -> dict[str, int]:
+        counts = memo.learners.setdefault(since, {})
+        unknown = [course_id for course_id in ids if course_id not in counts]
+        if unknown:
+            fetched = await PopularityRepository(session).learners_of(unknown, since=since)
+            for course_id in unknown:
+                counts[course_id] = fetched.get(course_id, 0)
+        return {course_id: counts[course_id] for course_id in ids}
 
     # --- candidates ----------------------------------------------------------------------------
     async def candidates(
@@ -359,10 +394,11 @@ class Recommender:
         settings = self.settings
         pool = settings.rec_candidates
         repo = LearnerRepository(session)
-        popularity = PopularityRepository(session)
+        state = await read_state(session)
+        memo = self._memo_for(state)
         learner = await repo.get(learner_id)
         rows = await repo.interactions(learner_id) if learner is not None else []
-        as_of = await popularity.newest() or datetime.now(UTC)
+        as_of = state.newest or datetime.now(UTC)
         history = {
             course_id: weight
             for course_id, weight in aggregate(
@@ -381,7 +417,7 @@ class Recommender:
         found = Candidates(strategy=strategy, learner=learner, seen=seen, history=history)
 
         since = as_of - timedelta(days=settings.popular_window_days)
-        trending = await self._popular(popularity, filters, since)
+        trending, complete = await self._popular(session, memo, filters, since)
         counts = {course_id: count for course_id, count in trending if course_id not in seen}
         found.popular = {
             course_id: math.log1p(count) for course_id, count in list(counts.items())[:pool]
@@ -396,7 +432,7 @@ class Recommender:
 
         # Content: the learner's courses, weighted, plus their interests.
         collection = settings.milvus_collection
-        found.history_vectors = await self._course_vectors(session, sorted(history))
+        found.history_vectors = await self._course_vectors(session, sorted(history), memo)
         vector = np.zeros(settings.embedding_dim)
         for course_id, course_vector in found.history_vectors.items():
             vector += history[course_id] * course_vector
@@ -413,9 +449,9 @@ class Recommender:
             found.nearest = list(found.content)
 
         # Collaborative: fold the learner into the active model.
-        model = await self._model(session) if history else None
-        if model is not None:
-            active, gram = model
+        active = state.model if history else None
+        gram = await self._gram_of(session, active) if active is not None else None
+        if active is not None and gram is not None:
             found.model_version = active.version
             known = await self._item_factors(active, sorted(history))
             if known:
@@ -431,12 +467,13 @@ class Recommender:
         # but ignore any course below the top `rec_candidates` popular ones).
         everyone = set(found.content) | set(found.popular) | set(found.als)
         if norm > 0:
-            found.vectors.update(await self._course_vectors(session, sorted(everyone)))
+            found.vectors.update(await self._course_vectors(session, sorted(everyone), memo))
             for course_id in everyone - found.content.keys():
                 if course_id in found.vectors:
                     found.content[course_id] = float(found.vectors[course_id] @ vector / norm)
-        outside = sorted(everyone - counts.keys() - seen)
-        counts.update(await popularity.learners_of(outside, since=since))
+        # Outside a complete popular list a course has no learners; else count it (once).
+        outside = [] if complete else sorted(everyone - counts.keys() - seen)
+        counts.update(await self._learners_of(session, memo, outside, since))
         found.popular = {
             course_id: math.log1p(counts.get(course_id, 0))
             for course_id in everyone

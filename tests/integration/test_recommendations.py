@@ -1,8 +1,12 @@
 """Recommendations: seen courses excluded, filters, cold start, freshness, retraining."""
 
+import asyncio
+import itertools
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -167,3 +171,84 @@ def test_a_learners_own_subject_shows_even_when_popular_courses_are_about_others
     assert all(item["reason_code"] != "popular" for item in shown), shown
     similar = [item for item in shown if item["reason_code"] == "similar_to_taken"]
     assert all(item["because_of"] in [niche[k] for _, k in history] for item in similar), shown
+
+
+def test_popularity_follows_every_write_at_once(api: httpx.Client) -> None:
+    """Popularity is kept between reads, by the count of changes to the rows: each write (new
+    enrolments, a learner's erasure) shows in the very next list."""
+    provider = f"memo-{uuid.uuid4().hex[:6]}"
+    courses = [
+        {"id": f"{provider}:{n}", "title": title, "description": f"{title}, step by step.",
+         "provider": provider}
+        for n, title in enumerate(["Watercolour painting", "Oil painting", "Sketching"])
+    ]  # fmt: skip
+    assert wait_task(api, accept(api.post("/v1/courses/bulk", json=courses)))["status"] == (
+        "succeeded"
+    )
+    first, second, third = (course["id"] for course in courses)
+    takers = {first: 1, second: 2, third: 0}
+    interact(
+        api,
+        [
+            {"user_id": f"{provider}-{course_id}-{n}", "course_id": course_id, "type": "enroll"}
+            for course_id, count in takers.items()
+            for n in range(count)
+        ],
+    )
+
+    def shown() -> list[str]:
+        body = recommend(api, f"{provider}-nobody", provider=provider)
+        assert body["strategy"] == "popular"
+        return [item["id"] for item in body["items"]]
+
+    assert shown() == [second, first]
+    assert shown() == [second, first]  # the same rows, the same list
+    # Dated before the newest interaction, so the popularity window stays where it was: only
+    # the rows changed.
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    crowd = [f"{provider}-crowd-{n}" for n in range(3)]
+    interact(
+        api,
+        [
+            {"user_id": who, "course_id": third, "type": "enroll", "occurred_at": yesterday}
+            for who in crowd
+        ],
+    )
+    assert shown() == [third, second, first]
+    for who in crowd:
+        assert wait_task(api, accept(api.delete(f"/v1/users/{who}")))["status"] == "succeeded"
+    assert shown() == [second, first]
+
+
+def test_every_change_to_courses_or_interactions_is_counted(
+    stack_env: dict[str, str], community: Community
+) -> None:
+    """The count the read side keys its memos by rises with each statement that changes course
+    or interaction rows, in that statement's transaction, and not for a statement that changes
+    none. (Checked inside a transaction that is rolled back: nothing stays.)"""
+    dsn = stack_env["COURSEWISE_DATABASE_URL"].replace("postgresql+asyncpg", "postgresql")
+    course = community.ids("data")[0]
+    learner = community.learner("data-fan-0")
+
+    async def run() -> list[int]:
+        connection = await asyncpg.connect(dsn)
+        seen = []
+        try:
+            transaction = connection.transaction()
+            await transaction.start()
+            for statement, arg in [
+                ("SELECT 1 WHERE $1::text IS NOT NULL", course),
+                ("UPDATE courses SET title = title || '' WHERE id = $1", course),
+                ("UPDATE courses SET title = title WHERE id = $1 AND false", course),
+                ("DELETE FROM interactions WHERE learner_id = $1", learner),
+                ("DELETE FROM interactions WHERE learner_id = $1", learner),  # none left
+            ]:
+                await connection.execute(statement, arg)
+                seen.append(await connection.fetchval("SELECT changes FROM data_changes"))
+            await transaction.rollback()
+        finally:
+            await connection.close()
+        return seen
+
+    counts = asyncio.run(run())
+    assert [b - a for a, b in itertools.pairwise(counts)] == [1, 0, 1, 0], counts
