@@ -49,6 +49,7 @@ from shared.settings import Settings
 
 POPULAR_POOL = 1000
 PREFERENCE_BOOST = 0.05
+_NO_FACTORS = np.empty(0)
 
 
 @dataclass(frozen=True)
@@ -312,18 +313,20 @@ class Recommender:
         return found
 
     async def _item_factors(self, active: ActiveModel, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """The active model's item factors of these courses (a version never changes)."""
+        """The active model's item factors of these courses (a version never changes, so a
+        course it has no factors for, one nobody had taken when it was trained, is noted as
+        such: an empty vector)."""
         found: dict[str, np.ndarray] = {}
         missing = []
         for course_id in ids:
             vector = self.known.get((active.version, course_id))
             if vector is None:
                 missing.append(course_id)
-            else:
+            elif vector.size:
                 found[course_id] = vector
         fetched = await self._vectors(active.collection, missing)
-        for course_id, vector in fetched.items():
-            self.known.put((active.version, course_id), vector)
+        for course_id in missing:
+            self.known.put((active.version, course_id), fetched.get(course_id, _NO_FACTORS))
         return found | fetched
 
     async def _nearest(
