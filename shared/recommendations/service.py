@@ -80,6 +80,7 @@ class Candidates:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     # The content search's own answer, nearest first: the learner's subjects.
     nearest: list[str] = field(default_factory=list)
+    memo: "_Memo | None" = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,11 @@ class _Memo:
     trending: dict[tuple[str, datetime], list[tuple[str, int]]] = field(default_factory=dict)
     learners: dict[datetime, dict[str, int]] = field(default_factory=dict)
     hashes: dict[str, str | None] = field(default_factory=dict)
+    # Course rows as read (None: no such course), up to ROW_MEMO of them.
+    rows: dict[str, Course | None] = field(default_factory=dict)
+
+
+ROW_MEMO = 5000
 
 
 class Recommender:
@@ -417,7 +423,9 @@ class Recommender:
             strategy = Strategy.interests
         else:
             strategy = Strategy.popular
-        found = Candidates(strategy=strategy, learner=learner, seen=seen, history=history)
+        found = Candidates(
+            strategy=strategy, learner=learner, seen=seen, history=history, memo=memo
+        )
 
         since = as_of - timedelta(days=settings.popular_window_days)
         trending, complete = await self._popular(session, memo, filters, since)
@@ -501,8 +509,8 @@ class Recommender:
         # The blend's head and the learner's nearest courses (which `own_subjects` may lift).
         nearest = set(found.nearest[: 2 * self.settings.rec_own_slots])
         shortlist = ranked[: limit * 2] + [r for r in ranked[limit * 2 :] if r.course_id in nearest]
-        rows = await CourseRepository(session).get_many(
-            [r.course_id for r in shortlist] + sorted(found.history_vectors)
+        rows = await self._rows(
+            session, found.memo, [r.course_id for r in shortlist] + sorted(found.history_vectors)
         )
         learner = found.learner
         kept: list[tuple[Ranked, Course, float]] = []
@@ -548,6 +556,21 @@ class Recommender:
         return RecommendationPage(
             items=items, strategy=found.strategy, model_version=found.model_version
         )
+
+    async def _rows(
+        self, session: AsyncSession, memo: _Memo | None, ids: Sequence[str]
+    ) -> dict[str, Course]:
+        """Course rows by id, tombstones included (a row is the same under the same count)."""
+        known = memo.rows if memo is not None else {}
+        unknown = [course_id for course_id in dict.fromkeys(ids) if course_id not in known]
+        fetched = await CourseRepository(session).get_many(unknown) if unknown else {}
+        if len(known) < ROW_MEMO:
+            known.update({course_id: fetched.get(course_id) for course_id in unknown})
+        return {
+            course_id: row
+            for course_id in ids
+            if (row := fetched.get(course_id) or known.get(course_id)) is not None
+        }
 
     async def _because(
         self, session: AsyncSession, found: Candidates, ids: list[str]
