@@ -64,6 +64,9 @@ async def database_state(app: FastAPI) -> AsyncIterator[AsyncEngine]:
     )
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
+    app.state.autocommit_sessionmaker = create_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT")
+    )
     app.state.read_sessionmaker = create_sessionmaker(read_engine) if read_engine else sessionmaker
     app.state.key_cache = KeyCache(settings.api_key_cache_s)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_sync_s)

@@ -8,11 +8,11 @@ from api.auth import ReaderDep, WriterDep
 from api.bulk import NDJSON_TYPES, parse_bulk
 from api.consistency import ConsistencyDep
 from api.deps import (
+    AutocommitSessionDep,
     DispatcherDep,
     IdempotencyKeyDep,
     ReadSessionDep,
     RecommenderDep,
-    SessionDep,
     SettingsDep,
 )
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorResponse
@@ -201,7 +201,7 @@ async def similar_courses(
     _: ReaderDep,
     __: ConsistencyDep,
     course_id: CourseIdPath,
-    session: SessionDep,
+    session: AutocommitSessionDep,
     recommender: RecommenderDep,
     filters: FiltersQuery,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,

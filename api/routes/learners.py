@@ -6,7 +6,14 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Request
 
 from api.auth import ReaderDep, WriterDep
-from api.deps import DispatcherDep, IdempotencyKeyDep, RecommenderDep, SessionDep, SettingsDep
+from api.deps import (
+    AutocommitSessionDep,
+    DispatcherDep,
+    IdempotencyKeyDep,
+    RecommenderDep,
+    SessionDep,
+    SettingsDep,
+)
 from api.errors import ERROR_RESPONSES, NOT_FOUND
 from api.routes.courses import ACCEPTED
 from api.write_path import idempotency_request
@@ -155,7 +162,7 @@ async def get_learner(_: ReaderDep, user_id: LearnerIdPath, session: SessionDep)
 async def recommend(
     _: ReaderDep,
     user_id: LearnerIdPath,
-    session: SessionDep,
+    session: AutocommitSessionDep,
     recommender: RecommenderDep,
     filters: Annotated[CourseFilters, Query()],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,

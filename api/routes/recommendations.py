@@ -5,7 +5,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from api.auth import AdminDep, ReaderDep
-from api.deps import DispatcherDep, IdempotencyKeyDep, RecommenderDep, SessionDep
+from api.deps import (
+    AutocommitSessionDep,
+    DispatcherDep,
+    IdempotencyKeyDep,
+    RecommenderDep,
+)
 from api.errors import ERROR_RESPONSES
 from api.routes.courses import ACCEPTED
 from api.write_path import idempotency_request
@@ -32,7 +37,7 @@ router = APIRouter(tags=["recommendations"])
 )
 async def popular_courses(
     _: ReaderDep,
-    session: SessionDep,
+    session: AutocommitSessionDep,
     recommender: RecommenderDep,
     filters: Annotated[CourseFilters, Query()],
     window: Annotated[
