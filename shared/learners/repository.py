@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, text
+from sqlalchemy import bindparam, delete, func, select, text, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,22 +40,37 @@ class LearnerRepository:
         latest = max((row[2] for row in rows), default=None)
         return {row[0]: int(row[1]) for row in rows}, latest
 
-    async def interactions(self, learner_id: str, *, limit: int = 1000) -> list[InteractionRow]:
-        """A learner's most recent interactions (what their recommendations are computed from)."""
-        rows = (
-            await self.session.execute(
-                select(
-                    Interaction.course_id,
-                    Interaction.type,
-                    Interaction.value,
-                    Interaction.occurred_at,
-                )
-                .where(Interaction.learner_id == learner_id)
-                .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
-                .limit(limit)
+    async def with_interactions(
+        self, learner_id: str, *, limit: int = 1000
+    ) -> tuple[Learner | None, list[InteractionRow]]:
+        """A learner and their most recent interactions (what their recommendations are
+        computed from), newest first, in one round trip."""
+        recent = (
+            select(
+                Interaction.id,
+                Interaction.course_id,
+                Interaction.type,
+                Interaction.value,
+                Interaction.occurred_at,
             )
-        ).all()
-        return [InteractionRow(*row) for row in rows]
+            .where(Interaction.learner_id == Learner.id)
+            .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
+            .limit(limit)
+            .lateral("recent")
+        )
+        result = await self.session.execute(
+            select(Learner, recent.c.course_id, recent.c.type, recent.c.value, recent.c.occurred_at)
+            .outerjoin(recent, true())
+            .where(Learner.id == learner_id)
+            .order_by(recent.c.occurred_at.desc(), recent.c.id.desc())
+        )
+        learner: Learner | None = None
+        rows = []
+        for row in result.all():
+            learner = row[0]
+            if row[1] is not None:
+                rows.append(InteractionRow(row[1], row[2], row[3], row[4]))
+        return learner, rows
 
     async def all_interactions(self) -> list[tuple[str, str, str, int | None, datetime]]:
         """(learner, course, type, value, occurred_at) of every interaction: training input."""

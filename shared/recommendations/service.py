@@ -405,8 +405,7 @@ class Recommender:
         repo = LearnerRepository(session)
         state = await read_state(session)
         memo = self._memo_for(state)
-        learner = await repo.get(learner_id)
-        rows = await repo.interactions(learner_id) if learner is not None else []
+        learner, rows = await repo.with_interactions(learner_id)
         as_of = state.newest or datetime.now(UTC)
         history = {
             course_id: weight
