@@ -67,6 +67,12 @@ EMBED_SECONDS = Counter(
     "Seconds spent embedding while indexing (throughput: rate of "
     "coursewise_embedded_courses_total over rate of this)",
 )
+RECOMMENDATIONS_DEGRADED = Counter(
+    "coursewise_recommendations_degraded",
+    "Recommendations answered from PostgreSQL alone (popularity), by why the vector index was "
+    "left out (timeout, error, circuit_open)",
+    ["reason"],
+)
 SEARCH_DEGRADED = Counter(
     "coursewise_search_degraded",
     "Searches answered from PostgreSQL alone, by why the semantic side was left out "

@@ -216,6 +216,10 @@ class Settings(BaseSettings):
     # (2026-12-02: six or more courses; a learner's reads see at most 1,000 interactions).
     rec_popular_histories: list[int] = Field(default_factory=lambda: list(range(6, 1001)))
     popular_window_days: float = Field(default=3650.0, gt=0)
+    # The vector part of a recommendation (its Milvus reads and searches): past this, failing,
+    # or for `search_breaker_cooldown_s` after a failure, the list is popularity, marked degraded.
+    # Wide, as two searches queue behind others' in Milvus under load (p99 0.5 s at 20 clients).
+    rec_vector_budget_s: float = Field(default=2.0, gt=0)
     # Similar courses (`/v1/courses/{id}/similar`): cosine of the embeddings, plus this much
     # co-enrolment (share of the course's learners who also took the other, shrunk by
     # `similar_shrink` learners) and skills overlap (Jaccard). Co-enrolment 4, no shrink: the

@@ -3,6 +3,7 @@
 import re
 from datetime import timedelta
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -56,6 +57,12 @@ class RecommendationPage(BaseModel):
     )
     model_version: int | None = Field(description="the ALS model version used, if any")
     recommendation_id: str | None = RECOMMENDATION_ID
+    degraded: list[Literal["semantic"]] = Field(
+        default_factory=list,
+        description="what the answer was computed without: `semantic` when the vector index "
+        "(content similarity and the collaborative model) did not answer in time; the list is "
+        "then popularity within the filters, the learner's own courses still excluded",
+    )
 
 
 class SimilarReasonCode(StrEnum):

@@ -11,24 +11,30 @@ learner's latest interaction counts at once, without a retrain.
 The API route and the evaluation (bench/evaluate_recs.py) both call `Recommender.recommend`.
 """
 
+import logging
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypeVar
 
+import anyio
+import grpc
 import numpy as np
 from pymilvus import AsyncMilvusClient
+from pymilvus.exceptions import MilvusException
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.catalog.filters import CourseFilters, matches, milvus_expression
 from shared.catalog.models import Course
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import course_out
-from shared.catalog.search import CourseSearch
+from shared.catalog.search import CircuitBreaker, CourseSearch
 from shared.learners.models import Learner
 from shared.learners.repository import LearnerRepository
+from shared.metrics import RECOMMENDATIONS_DEGRADED
 from shared.milvus import literal, loaded_async
 from shared.recommendations.repository import (
     ActiveModel,
@@ -47,9 +53,14 @@ from shared.recommendations.similar import SimilarCourses
 from shared.recommendations.weights import TAKEN_TYPES, aggregate
 from shared.settings import Settings
 
+log = logging.getLogger(__name__)
+
 POPULAR_POOL = 1000
 PREFERENCE_BOOST = 0.05
 _NO_FACTORS = np.empty(0)
+# When the current read's vector part must be done (`rec_vector_budget_s`), per request task.
+_VECTOR_DEADLINE: ContextVar[float | None] = ContextVar("vector_deadline", default=None)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,8 @@ class Candidates:
     # The content search's own answer, nearest first: the learner's subjects.
     nearest: list[str] = field(default_factory=list)
     memo: "_Memo | None" = field(default=None, repr=False)
+    # What the candidates were found without ("semantic": the vector index did not answer).
+    degraded: list[Literal["semantic"]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -242,6 +255,9 @@ class Recommender:
         self.search = search
         self.similar = SimilarCourses(milvus, settings)
         self.known = Vectors()
+        self.breaker = CircuitBreaker(
+            settings.search_breaker_cooldown_s, probe_s=settings.rec_vector_budget_s
+        )
         self._memo = _Memo(-1)
         # The Gram matrix of the active model, by version: a version never changes.
         self._gram: tuple[int, np.ndarray] | None = None
@@ -264,12 +280,19 @@ class Recommender:
             self._gram = (active.version, gram)
         return self._gram[1]
 
+    async def _vector_call(self, collection: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A Milvus call within the read's deadline (none outside a read's vector part)."""
+        deadline = _VECTOR_DEADLINE.get()
+        if deadline is None:
+            return await loaded_async(self.milvus, collection, call)
+        with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+            return await loaded_async(self.milvus, collection, call)
+
     async def _vectors(self, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         if not ids:
             return {}
         expression = f"id in [{', '.join(literal(i) for i in ids)}]"
-        rows = await loaded_async(
-            self.milvus,
+        rows = await self._vector_call(
             collection,
             lambda: self.milvus.query(
                 collection, filter=expression, output_fields=["vector"], limit=len(ids)
@@ -302,8 +325,7 @@ class Recommender:
         if missing:
             collection = self.settings.milvus_collection
             expression = f"id in [{', '.join(literal(i) for i in missing)}]"
-            rows = await loaded_async(
-                self.milvus,
+            rows = await self._vector_call(
                 collection,
                 lambda: self.milvus.query(
                     collection,
@@ -348,8 +370,7 @@ class Recommender:
         kwargs: dict[str, Any] = {"limit": limit, "output_fields": fields}
         if expression:
             kwargs["filter"] = expression
-        hits = await loaded_async(
-            self.milvus,
+        hits = await self._vector_call(
             collection,
             lambda: self.milvus.search(collection, data=[vector.tolist()], **kwargs),
         )
@@ -435,6 +456,66 @@ class Recommender:
         if strategy is Strategy.popular:
             return found
 
+        reason = await self._within_budget(
+            lambda: self._vector_candidates(session, found, filters, state, interests)
+        )
+        if reason is not None:
+            # Popularity within the filters, the learner's courses excluded: what PostgreSQL
+            # alone can answer, and said so.
+            RECOMMENDATIONS_DEGRADED.labels(reason).inc()
+            return Candidates(
+                strategy=Strategy.popular,
+                learner=learner,
+                seen=seen,
+                history=history,
+                popular=found.popular,
+                memo=memo,
+                degraded=["semantic"],
+            )
+        everyone = set(found.content) | set(found.popular) | set(found.als)
+        # Outside a complete popular list a course has no learners; else count it (once).
+        outside = [] if complete else sorted(everyone - counts.keys() - seen)
+        counts.update(await self._learners_of(session, memo, outside, since))
+        found.popular = {
+            course_id: math.log1p(counts.get(course_id, 0))
+            for course_id in everyone
+            if course_id not in seen
+        }
+        return found
+
+    async def _within_budget(self, work: Callable[[], Awaitable[None]]) -> str | None:
+        """Run a read's vector part within `rec_vector_budget_s`; None if it was done, else why
+        not (circuit_open, timeout, error). PostgreSQL errors inside it pass through."""
+        if not self.breaker.allows():
+            return "circuit_open"
+        token = _VECTOR_DEADLINE.set(anyio.current_time() + self.settings.rec_vector_budget_s)
+        try:
+            await work()
+        except TimeoutError:
+            reason = "timeout"
+        except (MilvusException, grpc.RpcError) as exc:
+            log.warning("recommendations without the vector index: %r", exc)
+            reason = "error"
+        else:
+            self.breaker.succeeded()
+            return None
+        finally:
+            _VECTOR_DEADLINE.reset(token)
+        self.breaker.failed()
+        return reason
+
+    async def _vector_candidates(
+        self,
+        session: AsyncSession,
+        found: Candidates,
+        filters: CourseFilters,
+        state: ReadState,
+        interests: str,
+    ) -> None:
+        """Content and collaborative candidates (Milvus), and every candidate's similarity."""
+        settings = self.settings
+        pool = settings.rec_candidates
+        history, seen, memo = found.history, found.seen, found.memo
         expression = milvus_expression(filters)
         if seen:
             exclusion = f"id not in [{', '.join(literal(i) for i in sorted(seen))}]"
@@ -481,15 +562,6 @@ class Recommender:
             for course_id in everyone - found.content.keys():
                 if course_id in found.vectors:
                     found.content[course_id] = float(found.vectors[course_id] @ vector / norm)
-        # Outside a complete popular list a course has no learners; else count it (once).
-        outside = [] if complete else sorted(everyone - counts.keys() - seen)
-        counts.update(await self._learners_of(session, memo, outside, since))
-        found.popular = {
-            course_id: math.log1p(counts.get(course_id, 0))
-            for course_id in everyone
-            if course_id not in seen
-        }
-        return found
 
     # --- the read ------------------------------------------------------------------------------
     async def recommend(
@@ -553,7 +625,10 @@ class Recommender:
                 )
             )
         return RecommendationPage(
-            items=items, strategy=found.strategy, model_version=found.model_version
+            items=items,
+            strategy=found.strategy,
+            model_version=found.model_version,
+            degraded=found.degraded,
         )
 
     async def _rows(

@@ -9,8 +9,17 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from pymilvus import AsyncMilvusClient
 
+from api import deps
+from devstack.stack import free_port
+from shared.catalog.search import CourseSearch
+from shared.embedding import get_embedder
+from shared.milvus import client_kwargs
+from shared.recommendations.service import Recommender
+from shared.settings import Settings
 from tests.support.http import accept, wait_task
+from tests.support.inprocess import running
 from tests.support.learning import Community, build, interact, popular_elsewhere, retrain
 
 
@@ -40,7 +49,7 @@ def test_a_learner_gets_their_topic_and_never_what_they_took(
         ],
     )
     body = recommend(api, learner)
-    assert body["strategy"] == "hybrid"
+    assert body["strategy"] == "hybrid" and body["degraded"] == []
     assert body["model_version"] is not None
     ids = [item["id"] for item in body["items"]]
     assert data[0] not in ids and data[1] not in ids
@@ -252,3 +261,46 @@ def test_every_change_to_courses_or_interactions_is_counted(
 
     counts = asyncio.run(run())
     assert [b - a for a, b in itertools.pairwise(counts)] == [1, 0, 1, 0], counts
+
+
+def test_without_the_vector_index_a_learner_gets_popularity_and_is_told(
+    api: httpx.Client, community: Community
+) -> None:
+    """The same database, and a Milvus that does not answer (nothing listens on its port): the
+    list is popularity within the filters, the learner's courses still excluded, and says it
+    was computed without the vector index."""
+    learner = community.learner("data-fan-0")
+    taken = set(community.ids("data")[:3])  # build(): fan n took courses n, n+1 and n+2
+    served = recommend(api, learner)
+    assert served["strategy"] == "hybrid" and served["degraded"] == []
+
+    async def without_milvus() -> list[dict[str, Any]]:
+        settings = Settings(milvus_uri=f"http://127.0.0.1:{free_port()}")
+        async with running(settings) as app:
+            milvus = AsyncMilvusClient(**client_kwargs(settings))
+            search = CourseSearch(milvus, settings.milvus_collection, get_embedder(settings))
+            recommender = Recommender(milvus, settings, search)
+
+            async def _recommender() -> Recommender:
+                return recommender
+
+            app.app.dependency_overrides[deps._recommender] = _recommender
+            bodies = []
+            async with app.client(app.admin_key) as client:
+                queries: list[dict[str, str | int]] = [{"limit": 8}, {"limit": 8, "language": "es"}]
+                for params in queries:
+                    response = await client.get(
+                        f"/v1/users/{learner}/recommendations", params=params
+                    )
+                    assert response.status_code == 200, response.text
+                    bodies.append(response.json())
+            await milvus.close()
+            return bodies
+
+    for body in asyncio.run(without_milvus()):
+        assert body["strategy"] == "popular" and body["degraded"] == ["semantic"], body
+        assert body["model_version"] is None and body["recommendation_id"]
+        ids = [item["id"] for item in body["items"]]
+        assert ids and not taken & set(ids), ids
+        assert all(item["reason_code"] == "popular" for item in body["items"])
+    assert all(item["language"] == "es" for item in body["items"])  # the filter still holds
