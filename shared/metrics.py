@@ -69,9 +69,10 @@ EMBED_SECONDS = Counter(
 )
 RECOMMENDATIONS_DEGRADED = Counter(
     "coursewise_recommendations_degraded",
-    "Recommendations answered from PostgreSQL alone (popularity), by why the vector index was "
-    "left out (timeout, error, circuit_open)",
-    ["reason"],
+    "Recommendation reads answered from PostgreSQL alone, by surface (recommendations: "
+    "popularity; similar: co-enrolment and shared skills) and by why the vector index was left "
+    "out (timeout, error, circuit_open)",
+    ["surface", "reason"],
 )
 SEARCH_DEGRADED = Counter(
     "coursewise_search_degraded",

@@ -3,8 +3,8 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, any_, case, func, select, text, update
+from sqlalchemy.dialects.postgresql import array, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.catalog.fields import FIELDS, WRITTEN
@@ -37,6 +37,33 @@ class CourseRepository:
             query = query.with_for_update()
         rows = (await self.session.scalars(query.execution_options(populate_existing=True))).all()
         return {row.id: row for row in rows}
+
+    async def sharing_skills(
+        self, course: Course, filters: CourseFilters, *, limit: int
+    ) -> list[str]:
+        """Live courses within the filters sharing most skills with this one, most first: what
+        stands for content similarity when the vector index does not answer."""
+        if not course.skills:
+            return []
+        skill = func.unnest(Course.skills).column_valued("skill")
+        shared = (
+            select(func.count())
+            .where(skill == any_(array(course.skills, type_=String)))
+            .correlate(Course)
+            .scalar_subquery()
+        )
+        query = (
+            select(Course.id)
+            .where(
+                Course.skills.overlap(array(course.skills, type_=String)),
+                Course.id != course.id,
+                Course.deleted_at.is_(None),
+                *sql_conditions(filters),
+            )
+            .order_by(shared.desc(), Course.id)
+            .limit(limit)
+        )
+        return list((await self.session.scalars(query)).all())
 
     async def indexed_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         """The content hash of each live course whose Milvus entry is its current version: the

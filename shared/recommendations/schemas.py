@@ -75,7 +75,9 @@ class SimilarCourse(CourseOut):
     score: float = Field(
         description="cosine similarity plus co-enrolment and skills overlap, higher is closer"
     )
-    similarity: float = Field(description="cosine similarity of the embeddings")
+    similarity: float | None = Field(
+        description="cosine similarity of the embeddings; null when the list is degraded"
+    )
     taken_together: int = Field(description="learners who took both courses")
     reason_code: SimilarReasonCode
     reason: str = Field(description="why it is similar, for display")
@@ -85,6 +87,12 @@ class SimilarPage(BaseModel):
     items: list[SimilarCourse]
     next_cursor: str | None = None
     recommendation_id: str | None = RECOMMENDATION_ID
+    degraded: list[Literal["semantic"]] = Field(
+        default_factory=list,
+        description="what the answer was computed without: `semantic` when the vector index did "
+        "not answer in time; the list is then the courses most taken together with this one and "
+        "those sharing most of its skills, within the filters",
+    )
 
 
 class PopularCourse(CourseOut):

@@ -11,31 +11,26 @@ learner's latest interaction counts at once, without a retrain.
 The API route and the evaluation (bench/evaluate_recs.py) both call `Recommender.recommend`.
 """
 
-import logging
 import math
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import anyio
-import grpc
 import numpy as np
 from pymilvus import AsyncMilvusClient
-from pymilvus.exceptions import MilvusException
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.catalog.filters import CourseFilters, matches, milvus_expression
 from shared.catalog.models import Course
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import course_out
-from shared.catalog.search import CircuitBreaker, CourseSearch
+from shared.catalog.search import CourseSearch
 from shared.learners.models import Learner
 from shared.learners.repository import LearnerRepository
-from shared.metrics import RECOMMENDATIONS_DEGRADED
-from shared.milvus import literal, loaded_async
+from shared.milvus import literal
+from shared.recommendations.budget import VectorBudget
 from shared.recommendations.repository import (
     ActiveModel,
     ModelRepository,
@@ -53,14 +48,9 @@ from shared.recommendations.similar import SimilarCourses
 from shared.recommendations.weights import TAKEN_TYPES, aggregate
 from shared.settings import Settings
 
-log = logging.getLogger(__name__)
-
 POPULAR_POOL = 1000
 PREFERENCE_BOOST = 0.05
 _NO_FACTORS = np.empty(0)
-# When the current read's vector part must be done (`rec_vector_budget_s`), per request task.
-_VECTOR_DEADLINE: ContextVar[float | None] = ContextVar("vector_deadline", default=None)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -253,11 +243,9 @@ class Recommender:
         self.milvus = milvus
         self.settings = settings
         self.search = search
-        self.similar = SimilarCourses(milvus, settings)
+        self.budget = VectorBudget(milvus, settings)
+        self.similar = SimilarCourses(milvus, settings, self.budget)
         self.known = Vectors()
-        self.breaker = CircuitBreaker(
-            settings.search_breaker_cooldown_s, probe_s=settings.rec_vector_budget_s
-        )
         self._memo = _Memo(-1)
         # The Gram matrix of the active model, by version: a version never changes.
         self._gram: tuple[int, np.ndarray] | None = None
@@ -280,19 +268,11 @@ class Recommender:
             self._gram = (active.version, gram)
         return self._gram[1]
 
-    async def _vector_call(self, collection: str, call: Callable[[], Awaitable[T]]) -> T:
-        """A Milvus call within the read's deadline (none outside a read's vector part)."""
-        deadline = _VECTOR_DEADLINE.get()
-        if deadline is None:
-            return await loaded_async(self.milvus, collection, call)
-        with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
-            return await loaded_async(self.milvus, collection, call)
-
     async def _vectors(self, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         if not ids:
             return {}
         expression = f"id in [{', '.join(literal(i) for i in ids)}]"
-        rows = await self._vector_call(
+        rows = await self.budget.call(
             collection,
             lambda: self.milvus.query(
                 collection, filter=expression, output_fields=["vector"], limit=len(ids)
@@ -325,7 +305,7 @@ class Recommender:
         if missing:
             collection = self.settings.milvus_collection
             expression = f"id in [{', '.join(literal(i) for i in missing)}]"
-            rows = await self._vector_call(
+            rows = await self.budget.call(
                 collection,
                 lambda: self.milvus.query(
                     collection,
@@ -370,7 +350,7 @@ class Recommender:
         kwargs: dict[str, Any] = {"limit": limit, "output_fields": fields}
         if expression:
             kwargs["filter"] = expression
-        hits = await self._vector_call(
+        hits = await self.budget.call(
             collection,
             lambda: self.milvus.search(collection, data=[vector.tolist()], **kwargs),
         )
@@ -456,13 +436,13 @@ class Recommender:
         if strategy is Strategy.popular:
             return found
 
-        reason = await self._within_budget(
-            lambda: self._vector_candidates(session, found, filters, state, interests)
+        reason = await self.budget.run(
+            "recommendations",
+            lambda: self._vector_candidates(session, found, filters, state, interests),
         )
         if reason is not None:
             # Popularity within the filters, the learner's courses excluded: what PostgreSQL
             # alone can answer, and said so.
-            RECOMMENDATIONS_DEGRADED.labels(reason).inc()
             return Candidates(
                 strategy=Strategy.popular,
                 learner=learner,
@@ -482,27 +462,6 @@ class Recommender:
             if course_id not in seen
         }
         return found
-
-    async def _within_budget(self, work: Callable[[], Awaitable[None]]) -> str | None:
-        """Run a read's vector part within `rec_vector_budget_s`; None if it was done, else why
-        not (circuit_open, timeout, error). PostgreSQL errors inside it pass through."""
-        if not self.breaker.allows():
-            return "circuit_open"
-        token = _VECTOR_DEADLINE.set(anyio.current_time() + self.settings.rec_vector_budget_s)
-        try:
-            await work()
-        except TimeoutError:
-            reason = "timeout"
-        except (MilvusException, grpc.RpcError) as exc:
-            log.warning("recommendations without the vector index: %r", exc)
-            reason = "error"
-        else:
-            self.breaker.succeeded()
-            return None
-        finally:
-            _VECTOR_DEADLINE.reset(token)
-        self.breaker.failed()
-        return reason
 
     async def _vector_candidates(
         self,

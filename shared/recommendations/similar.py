@@ -6,10 +6,13 @@ co = (learners who took both) / (learners who took this one + similar_shrink): t
 learners who also took the other, shrunk towards 0 while few have taken it. None of the three
 is fitted to one file: cosine is the model's, co-enrolment a conditional share, skills a set
 overlap; a course nobody took, or without skills, is ranked by its content alone. Candidates are
-the content search's nearest and the most co-taken; each is scored by every signal.
+the content search's nearest and the most co-taken; each is scored by every signal. Without the
+vector index (`VectorBudget`), the most co-taken and the courses sharing most skills, without
+cosine, marked degraded.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 from pymilvus import AsyncMilvusClient
@@ -20,8 +23,9 @@ from shared.catalog.models import Course
 from shared.catalog.repository import CourseRepository
 from shared.catalog.schemas import course_out
 from shared.errors import CourseNotFound, CourseNotIndexed
-from shared.milvus import literal, loaded_async
+from shared.milvus import literal
 from shared.recommendations import tracking
+from shared.recommendations.budget import VectorBudget
 from shared.recommendations.repository import PopularityRepository
 from shared.recommendations.schemas import SimilarCourse, SimilarPage, SimilarReasonCode
 from shared.recommendations.weights import TAKEN_TYPES
@@ -34,7 +38,7 @@ SimilarReason = SimilarReasonCode
 class SimilarScore:
     course_id: str
     score: float
-    cosine: float
+    cosine: float | None  # None when the vector index did not answer
     co_taken: float
     together: int  # learners who took both
     skills: float
@@ -51,6 +55,8 @@ class Signals:
     together: dict[str, int]
     takers: int
     rows: dict[str, Course]
+    # What they were found without ("semantic": the vector index did not answer; no cosine).
+    degraded: list[Literal["semantic"]] = field(default_factory=list)
 
 
 def jaccard(a: list[str], b: list[str]) -> tuple[float, tuple[str, ...]]:
@@ -64,15 +70,16 @@ def jaccard(a: list[str], b: list[str]) -> tuple[float, tuple[str, ...]]:
 def rank(signals: Signals, settings: Settings, limit: int) -> list[SimilarScore]:
     """Blend the signals; the reason is the signal whose contribution stands out most."""
     scored: list[tuple[SimilarScore, dict[SimilarReason, float]]] = []
-    for course_id, cosine in signals.cosine.items():
-        row = signals.rows.get(course_id)
-        if row is None:
-            continue
+    semantic = not signals.degraded
+    for course_id, row in signals.rows.items():
+        cosine = signals.cosine.get(course_id)
+        if cosine is None and semantic:
+            continue  # not in the index yet
         together = signals.together.get(course_id, 0)
         co = together / (signals.takers + settings.similar_shrink) if together else 0.0
         overlap, shared = jaccard(signals.source.skills or [], row.skills or [])
         parts = {
-            SimilarReason.similar_content: cosine,
+            SimilarReason.similar_content: cosine or 0.0,
             SimilarReason.taken_together: settings.similar_co_taken * co,
             SimilarReason.shared_skills: settings.similar_skills * overlap,
         }
@@ -94,17 +101,25 @@ def rank(signals: Signals, settings: Settings, limit: int) -> list[SimilarScore]
         lifts = {
             reason: (parts[reason] - means[reason]) / spreads[reason]
             for reason in SimilarReason
-            if reason is SimilarReason.similar_content or parts[reason] > 0
+            if (reason is SimilarReason.similar_content and semantic) or parts[reason] > 0
         }
-        best = max(lifts, key=lambda r: (lifts[r], r is SimilarReason.similar_content))
+        fallback = SimilarReason.taken_together if item.together else SimilarReason.shared_skills
+        best = (
+            max(lifts, key=lambda r: (lifts[r], r is SimilarReason.similar_content))
+            if lifts
+            else fallback
+        )
         result.append(replace(item, reason=best))
     return result
 
 
 class SimilarCourses:
-    def __init__(self, milvus: AsyncMilvusClient, settings: Settings):
+    def __init__(
+        self, milvus: AsyncMilvusClient, settings: Settings, budget: VectorBudget | None = None
+    ):
         self.milvus = milvus
         self.settings = settings
+        self.budget = budget or VectorBudget(milvus, settings)
 
     async def signals(
         self, session: AsyncSession, course_id: str, filters: CourseFilters
@@ -113,9 +128,44 @@ class SimilarCourses:
         source = await repo.get_live(course_id)
         if source is None:
             raise CourseNotFound(course_id)
+        pool = self.settings.similar_candidates
+        takers, together = 0, dict[str, int]()
+        if self.settings.similar_co_taken > 0:
+            takers, co_taken = await PopularityRepository(session).co_taken(
+                course_id, types=sorted(TAKEN_TYPES), limit=pool
+            )
+            together = dict(co_taken)
+        cosine: dict[str, float] = {}
+        degraded: list[Literal["semantic"]] = []
+        if await self.budget.run(
+            "similar", lambda: self._cosines(course_id, filters, together, cosine)
+        ):
+            # What PostgreSQL alone can answer: the co-taken and the courses sharing most
+            # skills, ranked by those two, and said so.
+            cosine, degraded = {}, ["semantic"]
+            sharing = await repo.sharing_skills(source, filters, limit=pool)
+            candidates = set(together) | set(sharing)
+        else:
+            candidates = set(cosine) | set(together)
+        rows = await repo.get_many(sorted(candidates))
+        rows = {
+            i: row
+            for i, row in rows.items()
+            if row.deleted_at is None and i != course_id and matches(filters, row)
+        }
+        return Signals(source, cosine, together, takers, rows, degraded)
+
+    async def _cosines(
+        self,
+        course_id: str,
+        filters: CourseFilters,
+        together: dict[str, int],
+        cosine: dict[str, float],
+    ) -> None:
+        """Into `cosine`: the content search's nearest, and the co-taken outside them from their
+        stored vectors."""
         collection = self.settings.milvus_collection
-        found = await loaded_async(
-            self.milvus,
+        found = await self.budget.call(
             collection,
             lambda: self.milvus.query(
                 collection, filter=f"id == {literal(course_id)}", output_fields=["vector"]
@@ -125,35 +175,19 @@ class SimilarCourses:
             raise CourseNotIndexed(course_id)
         vector = np.asarray(found[0]["vector"], dtype=np.float64)
         vector /= max(float(np.linalg.norm(vector)), 1e-12)
-        pool = self.settings.similar_candidates
         expression = milvus_expression(filters, exclude_id=course_id)
-        kwargs = {"limit": pool, "output_fields": ["version"]}
+        kwargs = {"limit": self.settings.similar_candidates, "output_fields": ["version"]}
         if expression:
             kwargs["filter"] = expression
-        hits = await loaded_async(
-            self.milvus,
+        hits = await self.budget.call(
             collection,
             lambda: self.milvus.search(collection, data=[vector.tolist()], **kwargs),
         )
-        cosine = {hit["id"]: float(hit["distance"]) for hit in hits[0]}
-        takers, co_taken = 0, list[tuple[str, int]]()
-        if self.settings.similar_co_taken > 0:
-            takers, co_taken = await PopularityRepository(session).co_taken(
-                course_id, types=sorted(TAKEN_TYPES), limit=pool
-            )
-        together = dict(co_taken)
-        rows = await repo.get_many(sorted(set(cosine) | set(together)))
-        rows = {
-            i: row
-            for i, row in rows.items()
-            if row.deleted_at is None and i != course_id and matches(filters, row)
-        }
-        # The co-taken outside the nearest: their own cosine, from their stored vectors.
-        missing = [i for i in together if i in rows and i not in cosine]
+        cosine.update({hit["id"]: float(hit["distance"]) for hit in hits[0]})
+        missing = [i for i in together if i not in cosine]
         if missing:
             listed = ", ".join(literal(i) for i in missing)
-            vectors = await loaded_async(
-                self.milvus,
+            vectors = await self.budget.call(
                 collection,
                 lambda: self.milvus.query(
                     collection,
@@ -166,7 +200,6 @@ class SimilarCourses:
                 other = np.asarray(entry["vector"], dtype=np.float64)
                 norm = max(float(np.linalg.norm(other)), 1e-12)
                 cosine[entry["id"]] = float(other @ vector) / norm
-        return Signals(source, cosine, together, takers, rows)
 
     async def similar(
         self, session: AsyncSession, course_id: str, filters: CourseFilters, *, limit: int
@@ -199,7 +232,7 @@ async def similar_page(
         SimilarCourse(
             **course_out(signals.rows[item.course_id]).model_dump(),
             score=round(item.score, 6),
-            similarity=round(item.cosine, 6),
+            similarity=None if item.cosine is None else round(item.cosine, 6),
             taken_together=item.together,
             reason_code=item.reason or SimilarReason.similar_content,
             reason=reason_text(item, signals.source),
@@ -214,4 +247,4 @@ async def similar_page(
         model_version=None,
         reasons=[(item.id, item.reason_code.value) for item in items],
     )
-    return SimilarPage(items=items, recommendation_id=recommendation_id)
+    return SimilarPage(items=items, recommendation_id=recommendation_id, degraded=signals.degraded)

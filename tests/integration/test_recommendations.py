@@ -263,18 +263,11 @@ def test_every_change_to_courses_or_interactions_is_counted(
     assert [b - a for a, b in itertools.pairwise(counts)] == [1, 0, 1, 0], counts
 
 
-def test_without_the_vector_index_a_learner_gets_popularity_and_is_told(
-    api: httpx.Client, community: Community
-) -> None:
-    """The same database, and a Milvus that does not answer (nothing listens on its port): the
-    list is popularity within the filters, the learner's courses still excluded, and says it
-    was computed without the vector index."""
-    learner = community.learner("data-fan-0")
-    taken = set(community.ids("data")[:3])  # build(): fan n took courses n, n+1 and n+2
-    served = recommend(api, learner)
-    assert served["strategy"] == "hybrid" and served["degraded"] == []
+def without_milvus(paths: list[tuple[str, dict[str, str | int]]]) -> list[dict[str, Any]]:
+    """GET each path on the same database through an app whose Milvus does not answer (nothing
+    listens on its port); every answer must be a 200."""
 
-    async def without_milvus() -> list[dict[str, Any]]:
+    async def run() -> list[dict[str, Any]]:
         settings = Settings(milvus_uri=f"http://127.0.0.1:{free_port()}")
         async with running(settings) as app:
             milvus = AsyncMilvusClient(**client_kwargs(settings))
@@ -287,20 +280,77 @@ def test_without_the_vector_index_a_learner_gets_popularity_and_is_told(
             app.app.dependency_overrides[deps._recommender] = _recommender
             bodies = []
             async with app.client(app.admin_key) as client:
-                queries: list[dict[str, str | int]] = [{"limit": 8}, {"limit": 8, "language": "es"}]
-                for params in queries:
-                    response = await client.get(
-                        f"/v1/users/{learner}/recommendations", params=params
-                    )
+                for path, params in paths:
+                    response = await client.get(path, params=params)
                     assert response.status_code == 200, response.text
                     bodies.append(response.json())
             await milvus.close()
             return bodies
 
-    for body in asyncio.run(without_milvus()):
+    return asyncio.run(run())
+
+
+def test_without_the_vector_index_a_learner_gets_popularity_and_is_told(
+    api: httpx.Client, community: Community
+) -> None:
+    """The list is popularity within the filters, the learner's courses still excluded, and
+    says it was computed without the vector index."""
+    learner = community.learner("data-fan-0")
+    taken = set(community.ids("data")[:3])  # build(): fan n took courses n, n+1 and n+2
+    served = recommend(api, learner)
+    assert served["strategy"] == "hybrid" and served["degraded"] == []
+
+    path = f"/v1/users/{learner}/recommendations"
+    bodies = without_milvus([(path, {"limit": 8}), (path, {"limit": 8, "language": "es"})])
+    for body in bodies:
         assert body["strategy"] == "popular" and body["degraded"] == ["semantic"], body
         assert body["model_version"] is None and body["recommendation_id"]
         ids = [item["id"] for item in body["items"]]
         assert ids and not taken & set(ids), ids
         assert all(item["reason_code"] == "popular" for item in body["items"])
     assert all(item["language"] == "es" for item in body["items"])  # the filter still holds
+
+
+def test_without_the_vector_index_similar_courses_are_the_co_taken_and_skill_sharing(
+    api: httpx.Client, community: Community
+) -> None:
+    """/similar from PostgreSQL alone: the courses its learners also took, and courses sharing
+    its skills, each with its reason, no cosine, and said so."""
+    data = community.ids("data")
+    prefix = f"k{uuid.uuid4().hex[:6]}"
+    skilled = [
+        (f"{prefix}:source", "Telescope making", ["optics", "mirror grinding", "astronomy"]),
+        (f"{prefix}:two", "Lens design", ["optics", "mirror grinding"]),
+        (f"{prefix}:one", "Night sky", ["astronomy"]),
+        (f"{prefix}:none", "Wheel pottery", ["pottery"]),
+    ]
+    courses = [
+        {"id": i, "title": title, "description": title, "skills": skills, "level": "beginner"}
+        for i, title, skills in skilled
+    ]
+    task = wait_task(api, accept(api.post("/v1/courses/bulk", json=courses)))
+    assert task["status"] == "succeeded", task
+    served = api.get(f"/v1/courses/{data[1]}/similar", params={"limit": 5}).json()
+    assert served["degraded"] == [] and all(i["similarity"] is not None for i in served["items"])
+
+    source = f"{prefix}:source"
+    co, by_skills, filtered = without_milvus(
+        [
+            (f"/v1/courses/{data[1]}/similar", {"limit": 5}),
+            (f"/v1/courses/{source}/similar", {"limit": 5}),
+            (f"/v1/courses/{data[1]}/similar", {"limit": 5, "language": "es"}),
+        ]
+    )
+    for body in (co, by_skills, filtered):
+        assert body["degraded"] == ["semantic"] and body["recommendation_id"], body
+        assert all(item["similarity"] is None for item in body["items"]), body
+    # build(): every other data course shares learners with data-1, no other course does.
+    assert {item["id"] for item in co["items"]} == set(data) - {data[1]}, co
+    assert all(item["reason_code"] == "taken_together" for item in co["items"]), co
+    together = [item["taken_together"] for item in co["items"]]
+    assert min(together) > 0 and together == sorted(together, reverse=True), co
+    # Most shared skills first; a course sharing none is not there.
+    assert [item["id"] for item in by_skills["items"]] == [f"{prefix}:two", f"{prefix}:one"]
+    assert all(item["reason_code"] == "shared_skills" for item in by_skills["items"])
+    assert "optics" in by_skills["items"][0]["reason"]
+    assert filtered["items"] and all(item["language"] == "es" for item in filtered["items"])

@@ -37,3 +37,19 @@ def test_shared_skills_break_a_near_tie_and_name_the_skills() -> None:
     assert [r.course_id for r in ranked] == ["middle", "near"]
     assert ranked[0].reason is SimilarReasonCode.shared_skills
     assert ranked[0].shared == ("python", "sql")
+
+
+def test_without_the_vector_index_co_enrolment_then_skills_order_and_no_cosine_is_claimed() -> None:
+    skills = {"source": ["python", "sql"], "far": ["python", "sql"], "farther": ["sql", "go"]}
+    rows = {i: course(i, skills.get(i)) for i in ("near", "far", "farther")}
+    degraded = Signals(
+        course("source", skills["source"]), {}, {"near": 5}, 10, rows, degraded=["semantic"]
+    )
+    ranked = rank(degraded, Settings(), limit=3)
+    assert [r.course_id for r in ranked] == ["near", "far", "farther"]
+    assert [r.reason for r in ranked] == [
+        SimilarReasonCode.taken_together,
+        SimilarReasonCode.shared_skills,
+        SimilarReasonCode.shared_skills,
+    ]
+    assert all(r.cosine is None for r in ranked)
