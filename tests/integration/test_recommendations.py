@@ -318,6 +318,7 @@ def test_without_the_vector_index_similar_courses_are_the_co_taken_and_skill_sha
     its skills, each with its reason, no cosine, and said so."""
     data = community.ids("data")
     prefix = f"k{uuid.uuid4().hex[:6]}"
+    # Skills of this test's own (other tests' catalogues share the database).
     skilled = [
         (f"{prefix}:source", "Telescope making", ["optics", "mirror grinding", "astronomy"]),
         (f"{prefix}:two", "Lens design", ["optics", "mirror grinding"]),
@@ -325,7 +326,13 @@ def test_without_the_vector_index_similar_courses_are_the_co_taken_and_skill_sha
         (f"{prefix}:none", "Wheel pottery", ["pottery"]),
     ]
     courses = [
-        {"id": i, "title": title, "description": title, "skills": skills, "level": "beginner"}
+        {
+            "id": i,
+            "title": title,
+            "description": title,
+            "skills": [f"{prefix} {skill}" for skill in skills],
+            "level": "beginner",
+        }
         for i, title, skills in skilled
     ]
     task = wait_task(api, accept(api.post("/v1/courses/bulk", json=courses)))
